@@ -1,0 +1,337 @@
+"""3x3 convolution, zero "same" padding, stride 1: forward, input gradient, weight gradient.
+
+Shapes (channels last), out-of-range pixels of x and dy read as zero:
+    x  (N, H, W, Cin)    w (3, 3, Cin, Cout)    b (Cout,)
+    y  (N, H, W, Cout)   y[n,h,j,o]     = b[o] + sum_{dh,dw,i} x[n, h+dh-1, j+dw-1, i] * w[dh,dw,i,o]
+    dx (N, H, W, Cin)    dx[n,h,j,i]    = sum_{dh,dw,o} dy[n, h-dh+1, j-dw+1, o] * w[dh,dw,i,o]
+    dw (3, 3, Cin, Cout) dw[dh,dw,i,o]  = sum_{n,h,j} x[n, h+dh-1, j+dw-1, i] * dy[n,h,j,o]
+    db (Cout,)           db[o]          = sum_{n,h,j} dy[n,h,j,o]
+(x may also be (H, W, Cin): N = 1.)
+
+The input gradient is itself a convolution: of dy with the kernel turned by 180 degrees and
+its channel axes swapped. So one forward kernel serves both directions.
+
+Two levels of API:
+* ``conv3x3_forward(x, w, b)`` and ``conv3x3_backward(x, w, dy)``: plain arrays in, new
+  arrays out; validate their arguments. For tests, notebooks, and reading.
+* ``forward_into``, ``weight_grad_into``: kernels on *padded buffers*, used by the Network
+  so that a training step allocates nothing. A padded buffer is (N, H+2, W+2, C): a one-pixel
+  halo that is zero and stays zero (kernels write only the interior), with C rounded up to a
+  multiple of the vector width (`padded_channels`) and the extra channels zero. The halo is
+  the zero padding; the extra channels let every output row be whole vectors.
+
+All loops over pixels, taps and channel blocks are here in plain Numba; the arithmetic of
+one register tile is `gemm_tile.make_tile` (C[P, NV*L] += A[P, K] @ B[K, NV*L]).
+Parallelism: forward and input gradient give each (row, channel block) to one thread, so the
+result does not depend on the thread count. The weight gradient gives each thread a fixed
+range of rows and its own partial sums, added in thread order afterwards: the same thread
+count gives bitwise the same result.
+"""
+import numba
+import numpy as np
+
+from .._numba import jit, pjit
+from .gemm_tile import lanes, tile_1x1, tile_1x2, tile_1x4, tile_4x4, tile_8x1, tile_8x2
+
+POST_NONE, POST_RELU, POST_MASK = 0, 1, 2
+
+
+def padded_channels(c, dtype):
+    """`c` rounded up to a whole number of vectors of `dtype`."""
+    L = lanes(dtype)
+    return -(-c // L) * L
+
+
+def vectors_per_block(cop, dtype):
+    """How many vectors of output channels one tile covers (4, 2 or 1)."""
+    nvec = cop // lanes(dtype)
+    return 4 if nvec % 4 == 0 else (2 if nvec % 2 == 0 else 1)
+
+
+def padded_buffer(n, h, w, c, dtype):
+    """A zeroed (n, h+2, w+2, padded_channels(c)) buffer."""
+    return np.zeros((n, h + 2, w + 2, padded_channels(c, dtype)), dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Kernels on padded buffers
+# ---------------------------------------------------------------------------------------
+
+@jit
+def _rows_of_tiles(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, scp, K, nth, ntw, rows, nv):
+    """C[r, :] += sum_taps A_tap[r, :K] @ B_tap[:K, :] for r in range(rows), in tiles of P
+    rows (see gemm_tile). `nv` (4, 2 or 1) vectors per row of C; rows left over at the end
+    go one at a time."""
+    r = 0
+    if nv == 4:
+        while r + 4 <= rows:
+            tile_4x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 4
+        while r < rows:
+            tile_1x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 1
+    elif nv == 2:
+        while r + 8 <= rows:
+            tile_8x2(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 8
+        while r < rows:
+            tile_1x2(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 1
+    else:
+        while r + 8 <= rows:
+            tile_8x1(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 8
+        while r < rows:
+            tile_1x1(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 1
+
+
+@jit
+def _block(nvec):
+    """Vectors per tile row: 4 when the channels allow, else 2, else 1."""
+    return 4 if nvec % 4 == 0 else (2 if nvec % 2 == 0 else 1)
+
+
+@pjit
+def _forward_kernel(xp, w9, bias, yp, post, mask, L):
+    # xp (N, H+2, W+2, Cx)   w9 (9, Ci, Co), Ci <= Cx   bias (Co,)   yp (N, H+2, W+2, Co)
+    # mask: a buffer shaped like yp (used when post == POST_MASK)
+    # yp interior = post(bias + sum_taps xp[shifted] @ w9[tap]); the halo is not touched.
+    N, Hp, Wp, Cx = xp.shape
+    H = Hp - 2
+    W = Wp - 2
+    Ci = w9.shape[1]
+    Co = w9.shape[2]
+    nv = _block(Co // L)
+    bw = nv * L
+    nblk = Co // bw
+    xf = xp.reshape(xp.size)
+    wf = w9.reshape(w9.size)
+    yf = yp.reshape(yp.size)
+    mf = mask.reshape(mask.size)
+    for task in numba.prange(N * H * nblk):
+        r = task // nblk
+        c0 = (task % nblk) * bw
+        n = r // H
+        h = r % H
+        crow = ((n * Hp + h + 1) * Wp + 1) * Co + c0
+        for j in range(W):
+            for c in range(bw):
+                yf[crow + j * Co + c] = bias[c0 + c]
+        # output pixel j reads xp[h + th, j + tw] for the 3x3 taps (th, tw)
+        arow = (n * Hp + h) * Wp * Cx
+        _rows_of_tiles(xf, arow, Cx, 1, Wp * Cx, Cx, wf, c0, Co, Ci * Co, yf, crow, Co, Ci, 3, 3, W, nv)
+        if post == POST_RELU:
+            for j in range(W):
+                for c in range(bw):
+                    v = yf[crow + j * Co + c]
+                    yf[crow + j * Co + c] = v if v > 0 else 0.0
+        elif post == POST_MASK:
+            for j in range(W):
+                for c in range(bw):
+                    if not mf[crow + j * Co + c] > 0:
+                        yf[crow + j * Co + c] = 0.0
+
+
+@pjit
+def _weight_grad_kernel(xp, dyp, part, dbpart, transposed, L):
+    # xp (N, H+2, W+2, Cx)   dyp (N, H+2, W+2, Co)   dbpart (T, Co)
+    # part (T, 9, Ci4, Co) ("by input channel": rows i, vectors over o), or, when
+    # transposed, (T, 9, Co4, Cx) ("by output channel": rows o, vectors over i; for a layer
+    # with few outputs, like the last one). Ci4/Co4 are the channels rounded up to 4: the
+    # extra rows read zero channels of the padded buffers.
+    # part[t] = this thread's sum over its rows of x[shifted]^T @ dy; dbpart[t] likewise of dy.
+    N, Hp, Wp, Cx = xp.shape
+    Co = dyp.shape[3]
+    H = Hp - 2
+    W = Wp - 2
+    T = part.shape[0]
+    rows = part.shape[2]
+    cols = part.shape[3]
+    nv = _block(cols // L)
+    bw = nv * L
+    nblk = cols // bw
+    R = N * H
+    xf = xp.reshape(xp.size)
+    df = dyp.reshape(dyp.size)
+    pf = part.reshape(part.size)
+    for t in numba.prange(T):
+        part[t] = 0.0
+        dbpart[t] = 0.0
+        for r in range(t * R // T, (t + 1) * R // T):
+            n = r // H
+            h = r % H
+            brow = ((n * Hp + h + 1) * Wp + 1) * Co
+            for j in range(W):
+                for c in range(Co):
+                    dbpart[t, c] += df[brow + j * Co + c]
+            for tap in range(9):
+                arow = ((n * Hp + h + tap // 3) * Wp + tap % 3) * Cx
+                cbase = (t * 9 + tap) * rows * cols
+                for cb in range(nblk):
+                    # K runs over the W pixels of the row
+                    if transposed:  # rows: output channels o of dy; vectors: input channels of x
+                        _rows_of_tiles(df, brow, 1, Co, 0, 0, xf, arow + cb * bw, Cx, 0,
+                                       pf, cbase + cb * bw, cols, W, 1, 1, rows, nv)
+                    else:  # rows: input channels i of x; vectors: output channels of dy
+                        _rows_of_tiles(xf, arow, 1, Cx, 0, 0, df, brow + cb * bw, Co, 0,
+                                       pf, cbase + cb * bw, cols, W, 1, 1, rows, nv)
+
+
+@pjit
+def _reduce_partials(part, dbpart, transposed, dw, db):
+    # part -> dw (3, 3, Ci, Co) ; dbpart (T, Cop) -> db (Co,), threads added in order
+    T = part.shape[0]
+    Ci = dw.shape[2]
+    Co = dw.shape[3]
+    for k in numba.prange(9 * Ci):
+        tap = k // Ci
+        i = k % Ci
+        for o in range(Co):
+            if transposed:
+                s = part[0, tap, o, i]
+                for t in range(1, T):
+                    s += part[t, tap, o, i]
+            else:
+                s = part[0, tap, i, o]
+                for t in range(1, T):
+                    s += part[t, tap, i, o]
+            dw[tap // 3, tap % 3, i, o] = s
+    for o in range(db.shape[0]):
+        s = dbpart[0, o]
+        for t in range(1, T):
+            s += dbpart[t, o]
+        db[o] = s
+
+
+def forward_into(xp, w9, bias, yp, post=POST_NONE, mask=None):
+    """yp interior = post(conv(xp, w9) + bias). See the module docstring for the layouts."""
+    if mask is None:
+        mask = yp
+    _forward_kernel(xp, w9, bias, yp, post, mask, lanes(yp.dtype))
+
+
+class Partials:
+    """Scratch for `weight_grad_into`: one partial sum of dw (and db) per thread.
+
+    Layers with a single vector of output channels (the last layer, 3 -> padded 16) are
+    done "by output channel", so that the vectors run over the 64 input channels instead
+    of 16 mostly-zero output lanes."""
+
+    def __init__(self, ci, co, dtype):
+        L = lanes(dtype)
+        t = numba.config.NUMBA_NUM_THREADS
+        cip, cop = padded_channels(ci, dtype), padded_channels(co, dtype)
+        self.transposed = cop == L and cip > L
+        r4 = lambda c: -(-c // 4) * 4  # noqa: E731
+        shape = (t, 9, r4(co), cip) if self.transposed else (t, 9, r4(ci), cop)
+        self.part = np.zeros(shape, dtype)
+        self.dbpart = np.zeros((t, cop), dtype)
+
+
+def weight_grad_into(xp, dyp, partials, dw, db):
+    """dw, db (in place) = gradients of the layer whose input is xp and output gradient dyp."""
+    p = partials
+    _weight_grad_kernel(xp, dyp, p.part, p.dbpart, p.transposed, lanes(dyp.dtype))
+    _reduce_partials(p.part, p.dbpart, p.transposed, dw, db)
+
+
+def pack_forward(w, b, w9, bp):
+    """w (3,3,Ci,Co), b (Co,) or None -> w9 (9, Ci, Cop), bp (Cop,), extra columns left zero."""
+    ci, co = w.shape[2], w.shape[3]
+    np.copyto(w9.reshape(3, 3, w9.shape[1], w9.shape[2])[:, :, :ci, :co], w)
+    if b is not None:
+        bp[:co] = b
+
+
+def pack_backward(w, wT9):
+    """w (3,3,Ci,Co) -> wT9 (9, Co, Cip): taps turned by 180 degrees, channel axes swapped."""
+    ci, co = w.shape[2], w.shape[3]
+    np.copyto(wT9.reshape(3, 3, wT9.shape[1], wT9.shape[2])[:, :, :co, :ci], w[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+# ---------------------------------------------------------------------------------------
+# Plain-array API
+# ---------------------------------------------------------------------------------------
+
+def _check_float(name, a, dtype=None):
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if dtype is None:
+        if a.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{name} must be float32 or float64, got {a.dtype}")
+    elif a.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype).name} like x, got {a.dtype}")
+
+
+def _check_args(x, w, b):
+    _check_float("x", x)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x must be (H, W, Cin) or (N, H, W, Cin), got shape {x.shape}")
+    _check_float("w", w, x.dtype)
+    cin = x.shape[-1]
+    if w.ndim != 4 or w.shape[:3] != (3, 3, cin) or w.shape[3] < 1:
+        raise ValueError(f"w must be (3, 3, {cin}, Cout) for x of shape {x.shape}, got {w.shape}")
+    if b is not None:
+        _check_float("b", b, x.dtype)
+        if b.shape != (w.shape[3],):
+            raise ValueError(f"b must be ({w.shape[3]},), got {b.shape}")
+    if min(x.shape) < 1:
+        raise ValueError(f"x must have at least one pixel and channel, got shape {x.shape}")
+
+
+def _pad_input(x4):
+    n, h, w_, c = x4.shape
+    xp = padded_buffer(n, h, w_, c, x4.dtype)
+    xp[:, 1:-1, 1:-1, :c] = x4
+    return xp
+
+
+def conv3x3_forward(x, w, b=None, relu=False):
+    """y = conv3x3(x, w) + b, optionally followed by ReLU. Returns a new array shaped like x
+    with Cout channels. x (H, W, Cin) or (N, H, W, Cin); w (3, 3, Cin, Cout); b (Cout,)."""
+    _check_args(x, w, b)
+    x4 = x if x.ndim == 4 else x[None]
+    n, h, wd, cin = x4.shape
+    cout = w.shape[3]
+    cop = padded_channels(cout, x.dtype)
+    w9 = np.zeros((9, cin, cop), x.dtype)
+    bp = np.zeros(cop, x.dtype)
+    pack_forward(w, b, w9, bp)
+    yp = padded_buffer(n, h, wd, cout, x.dtype)
+    forward_into(_pad_input(x4), w9, bp, yp, POST_RELU if relu else POST_NONE)
+    y = np.ascontiguousarray(yp[:, 1:-1, 1:-1, :cout])
+    return y if x.ndim == 4 else y[0]
+
+
+def conv3x3_backward(x, w, dy, need_dx=True):
+    """Gradients of a 3x3 convolution: returns (dx, dw, db) given its input x, weights w and
+    the gradient dy of the loss with respect to its output (no ReLU: apply `relu_backward`
+    first). dx is None when need_dx is False."""
+    _check_args(x, w, None)
+    _check_float("dy", dy, x.dtype)
+    want = x.shape[:-1] + (w.shape[3],)
+    if dy.shape != want:
+        raise ValueError(f"dy must have shape {want} (x's pixels, Cout channels), got {dy.shape}")
+    x4 = x if x.ndim == 4 else x[None]
+    dy4 = dy if dy.ndim == 4 else dy[None]
+    n, h, wd, cin = x4.shape
+    cout = w.shape[3]
+    cop = padded_channels(cout, x.dtype)
+    dyp = padded_buffer(n, h, wd, cout, x.dtype)
+    dyp[:, 1:-1, 1:-1, :cout] = dy4
+    xp = _pad_input(x4)
+    dw = np.empty_like(w)
+    db = np.empty(cout, x.dtype)
+    weight_grad_into(xp, dyp, Partials(cin, cout, x.dtype), dw, db)
+    dx = None
+    if need_dx:
+        cip = padded_channels(cin, x.dtype)
+        wT9 = np.zeros((9, cout, cip), x.dtype)
+        pack_backward(w, wT9)
+        dxp = padded_buffer(n, h, wd, cin, x.dtype)
+        forward_into(dyp, wT9, np.zeros(cip, x.dtype), dxp)
+        dx = np.ascontiguousarray(dxp[:, 1:-1, 1:-1, :cin])
+        if x.ndim == 3:
+            dx = dx[0]
+    return dx, dw, db
