@@ -1,0 +1,516 @@
+"""The `zssr` command: train, infer, upscale, eval, benchmark.
+
+Start-up stays light: nothing here imports numba or the engine at module level, so
+`zssr --help` answers at once; each command imports what it needs when it runs.
+A user mistake prints one line on stderr and exits with status 2; nothing is written.
+"""
+import functools
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Zero-shot super-resolution on the CPU: train a small CNN on the image itself, then upscale it.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_USER = 2
+EXIT_INTERRUPTED = 130
+
+
+def _err(msg):
+    typer.echo(f"zssr: error: {msg}", err=True)
+
+
+def friendly(fn):
+    """Turn the engine's UserError (and a few OS errors) into one line and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from engine.errors import UserError
+
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            _err(str(e))
+            raise typer.Exit(EXIT_USER)
+        except MemoryError:
+            _err("out of memory; use a smaller --tile or a smaller image")
+            raise typer.Exit(EXIT_USER)
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------
+# Options shared by train, upscale and eval (declared once)
+# ---------------------------------------------------------------------------------------
+Scale = Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor (> 1; non-integer allowed).")]
+Preset = Annotated[str, typer.Option(help="'zssr' (default: ZSSR's recipe) or 'seed' (the course report's method exactly).")]
+Iters = Annotated[Optional[int], typer.Option(help="Maximum training iterations (zssr: the learning-rate policy usually stops earlier).")]
+Epochs = Annotated[Optional[int], typer.Option(help="Seed preset: passes over the image pyramid.")]
+TimeBudget = Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")]
+Lr = Annotated[Optional[float], typer.Option(help="Initial learning rate (zssr 1e-3, seed 2e-7).")]
+Optim = Annotated[Optional[str], typer.Option("--optimizer", help="sgd or adam.")]
+Momentum = Annotated[Optional[float], typer.Option(help="SGD momentum (seed preset: 0, the plain update).")]
+Loss = Annotated[Optional[str], typer.Option(help="l1, mse, or sse (the seed's 1/2 sum of squares).")]
+Bias = Annotated[Optional[bool], typer.Option("--bias/--no-bias", help="Biases in the convolutions (zssr: none).")]
+Crop = Annotated[Optional[int], typer.Option(help="Training crop size in pixels (zssr recipe).")]
+MaxSide = Annotated[Optional[int], typer.Option("--max-side", help="Shrink the input so its longer side is at most this (seed: 500).")]
+KernelOpt = Annotated[Optional[Path], typer.Option("--kernel", help="Known blur kernel (.npy, or .mat with variable Kernel) used to make training pairs.")]
+Noise = Annotated[Optional[float], typer.Option(help="Std of Gaussian noise added to the training sons (for real photos, e.g. 0.01).")]
+Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives bitwise the same weights.")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+Ensemble = Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", help="Median over the 8 flips/rotations (zssr default: on).")]
+BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back-projection iterations per step (zssr default 2).")]
+Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles of this many pixels (exact result).")]
+Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
+Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
+
+
+def _train_overrides(iters=None, epochs=None, time_budget=None, lr=None, optimizer=None, momentum=None, loss=None,
+                     bias=None, crop=None, max_side=None, noise=None, seed=None, scale=None):
+    return dict(iters=iters, epochs=epochs, time_budget=time_budget, lr=lr, optimizer=optimizer, momentum=momentum,
+                loss=loss, bias=bias, crop=crop, max_side=max_side, noise=noise, seed=seed, scale=scale)
+
+
+def _parse_size(size):
+    from engine.errors import UserError
+
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size must look like WIDTHxHEIGHT, e.g. 800x600, got {size!r}") from None
+    if w < 1 or h < 1:
+        raise UserError(f"--size must be positive, got {size!r}")
+    return h, w
+
+
+class _Progress:
+    """A rich progress bar on stderr (quiet when stderr is not a terminal)."""
+
+    def __init__(self, total, description):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self.task = self.progress.add_task(description, total=total, info="")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def update(self, completed=None, total=None, info=None, advance=None):
+        kw = {}
+        if completed is not None:
+            kw["completed"] = completed
+        if total is not None:
+            kw["total"] = total
+        if info is not None:
+            kw["info"] = info
+        if advance is not None:
+            kw["advance"] = advance
+        self.progress.update(self.task, **kw)
+
+
+def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_interrupt=None):
+    """Train with a progress bar. Ctrl-C: stop after the current step, call on_interrupt."""
+    import math
+
+    from engine import checkpoint
+    from engine.train import Trainer
+
+    tr = Trainer(image, cfg, kernel=kernel, gt=gt)
+    if resume is not None:
+        net, meta, opt_arrays = checkpoint.load(resume)
+        tr.restore(meta, opt_arrays, net)
+
+    def on_sigint(signum, frame):
+        tr.stop_requested = True
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with _Progress(tr.total, label) as bar:
+            def cb(t):
+                if t.iteration % 5 and not t.stop_requested:
+                    return
+                info = f"loss {t.history['loss'][-1]:.4g}  lr {t.opt.lr:.2g}" if t.history["loss"] else ""
+                if t.evals["psnr"] and not math.isnan(t.evals["psnr"][-1]):
+                    info += f"  psnr {t.evals['psnr'][-1]:.2f} dB"
+                bar.update(completed=t.iteration, info=info)
+
+            tr.run(cb)
+            cb(tr)
+            if not tr.stop_requested:  # stopped by the policy or the budget: the bar ends full
+                bar.update(completed=tr.iteration, total=max(tr.iteration, 1))
+    finally:
+        signal.signal(signal.SIGINT, old)
+    for e in tr.events:
+        typer.echo(f"zssr: {e}", err=True)
+    if tr.stop_requested:
+        if on_interrupt is not None:
+            on_interrupt(tr)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    return tr
+
+
+def _write_log(path, tr):
+    """Metrics per iteration as CSV: iteration, loss, lr, recon, psnr (blank between evaluations)."""
+    import io as _io
+
+    from engine.io import atomic_write
+
+    ev = {i: (r, l, p) for i, r, l, p in zip(tr.evals["iter"], tr.evals["recon"], tr.evals["lr"], tr.evals["psnr"])}
+    buf = _io.StringIO()
+    buf.write("iteration,loss,lr,reconstruction_mse,psnr\n")
+    for i, loss in zip(tr.history["iter"], tr.history["loss"]):
+        r, lr, p = ev.get(i, ("", "", ""))
+        p = "" if p == "" or p != p else f"{p:.4f}"
+        buf.write(f"{i},{loss:.9g},{lr if lr == '' else f'{lr:.3g}'},{r if r == '' else f'{r:.9g}'},{p}\n")
+
+    def writer(tmp):
+        Path(tmp).write_text(buf.getvalue())
+
+    atomic_write(path, writer)
+
+
+def _write_plot(path, tr):
+    from engine.plots import loss_plot
+
+    loss_plot(path, tr)
+
+
+def _load_rgb(path):
+    from engine.io import load_image
+
+    return load_image(path)
+
+
+def _check_out(path, force, protect=()):
+    from engine.io import check_writable
+
+    check_writable(path, force=force, protect=protect)
+
+
+@app.command()
+@friendly
+def train(
+    image: Annotated[Path, typer.Argument(help="The image to learn from (PNG, JPEG, BMP, TIFF, GIF).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the model (.npz).")],
+    scale: Scale = 2.0,
+    preset: Preset = "zssr",
+    iters: Iters = None,
+    epochs: Epochs = None,
+    time_budget: TimeBudget = None,
+    lr: Lr = None,
+    optimizer: Optim = None,
+    momentum: Momentum = None,
+    loss: Loss = None,
+    bias: Bias = None,
+    crop: Crop = None,
+    max_side: MaxSide = None,
+    kernel: KernelOpt = None,
+    noise: Noise = None,
+    gt: Annotated[Optional[Path], typer.Option("--gt", help="High-resolution ground truth: show PSNR while training.")] = None,
+    seed: Seed = 0,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue from this checkpoint (same image and options).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the loss curve as a PNG.")] = None,
+    log: Annotated[Optional[Path], typer.Option("--log", help="Write metrics per iteration as CSV.")] = None,
+    force: Force = False,
+):
+    """Train a network on IMAGE itself (internal learning) and save it as a model.
+
+    Ctrl-C saves a checkpoint to OUTPUT and exits with status 130; --resume continues it
+    exactly (the same weights as an uninterrupted run)."""
+    from engine import checkpoint
+    from engine.data import load_kernel
+    from engine.train import TrainConfig
+
+    inp = _load_rgb(image)
+    cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
+                                                      crop, max_side, noise, seed, scale))
+    protect = [image] + ([gt] if gt else []) + ([resume] if resume else []) + ([kernel] if kernel else [])
+    overwrite_resume = resume is not None and Path(resume).resolve() == Path(output).resolve()
+    _check_out(output, force or overwrite_resume, protect=[p for p in protect if not (overwrite_resume and p == resume)])
+    for extra in (plot, log):
+        if extra is not None:
+            _check_out(extra, force, protect=protect + [output])
+    k = load_kernel(kernel) if kernel else None
+    g = _load_rgb(gt).rgb if gt else None
+
+    def save(tr):
+        checkpoint.save(output, tr.net, tr.meta(image), tr.opt, force=True)
+        if log:
+            _write_log(log, tr)
+
+    def interrupted(tr):
+        save(tr)
+        typer.echo(f"zssr: interrupted at iteration {tr.iteration}; checkpoint saved to {output} (resume with --resume {output})", err=True)
+
+    tr = _train(inp.rgb, cfg, kernel=k, gt=g, resume=resume, on_interrupt=interrupted)
+    save(tr)
+    if plot:
+        _write_plot(plot, tr)
+    last = f", final loss {tr.history['loss'][-1]:.4g}" if tr.history["loss"] else ""
+    typer.echo(f"trained {tr.iteration} iterations in {tr.seconds:.1f} s ({tr.stop_reason}){last}; model saved to {output}")
+
+
+def _infer_options(meta_cfg, ensemble, back_projection):
+    ens = meta_cfg.get("ensemble", True) if ensemble is None else ensemble
+    bp = meta_cfg.get("back_projection", 2) if back_projection is None else back_projection
+    if bp < 0:
+        from engine.errors import UserError
+
+        raise UserError(f"--back-projection must be >= 0, got {bp}")
+    return ens, bp
+
+
+def _check_scale(scale, size):
+    import math
+
+    from engine.errors import UserError
+
+    if size is not None and scale is not None:
+        raise UserError("give --scale or --size, not both")
+    if size is None and scale is None:
+        raise UserError("give --scale (e.g. 2) or --size (e.g. 800x600)")
+    if scale is not None and not (math.isfinite(scale) and scale > 1):
+        raise UserError(f"--scale must be a number > 1, got {scale}")
+
+
+def _save_result(path, sr, like, force, protect, alpha_scale=None):
+    """Save sr with the input's mode and bit depth (alpha resized with plain bicubic)."""
+    import numpy as np
+
+    from engine.io import save_image
+    from engine.kernels.resize import resize
+
+    alpha = None
+    if like.alpha is not None:
+        alpha = np.clip(resize(like.alpha.astype(np.float32), shape=sr.shape[:2]), 0, 1)
+    save_image(path, sr, alpha=alpha, mode=like.mode, bit_depth=like.bit_depth, force=force, protect=protect)
+
+
+@app.command()
+@friendly
+def infer(
+    image: Annotated[Path, typer.Argument(help="The low-resolution image.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A model from `zssr train` (.npz).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.")],
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Upscaling factor (> 1).")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Exact output size WIDTHxHEIGHT (any aspect).")] = None,
+    steps: Steps = 1,
+    ensemble: Ensemble = None,
+    back_projection: BackProj = None,
+    tile: Tile = None,
+    compare: Compare = None,
+    force: Force = False,
+):
+    """Upscale IMAGE with a trained model: bicubic upscale, network, repeat for each step."""
+    from engine import checkpoint
+    from engine.infer import super_resolve
+
+    _check_scale(scale, size)
+    target = _parse_size(size) if size else None
+    _check_out(output, force, protect=[image, model])
+    if compare:
+        _check_out(compare, force, protect=[image, model, output])
+    inp = _load_rgb(image)
+    net, meta, _ = checkpoint.load(model)
+    ens, bp = _infer_options(meta.get("config", {}), ensemble, back_projection)
+    with _Progress(steps, "upscaling") as bar:
+        sr = super_resolve(net, inp.rgb, scale=scale, size=target, steps=steps, ensemble=ens, back_projection=bp,
+                           tile=tile, progress=lambda i, n: bar.update(completed=i + 1))
+    _save_result(output, sr, inp, force, [image, model])
+    if compare:
+        from engine.plots import comparison
+
+        comparison(compare, inp.rgb, sr)
+    typer.echo(f"wrote {output} ({sr.shape[1]}x{sr.shape[0]})")
+
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _upscale_one(src, dst, cfg, kernel, steps, ensemble, back_projection, tile, save_model, compare, force, label):
+    from engine import checkpoint
+    from engine.infer import super_resolve
+
+    inp = _load_rgb(src)
+    tr = _train(inp.rgb, cfg, kernel=kernel, label=label)
+    ens, bp = _infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
+    sr = super_resolve(tr.net, inp.rgb if not cfg.max_side else tr.img, scale=cfg.scale, steps=steps, ensemble=ens,
+                       back_projection=bp, tile=tile, kernel=kernel)
+    _save_result(dst, sr, inp, force, [src])
+    if save_model:
+        checkpoint.save(save_model, tr.net, tr.meta(src), tr.opt, force=force, protect=[src, dst])
+    if compare:
+        from engine.plots import comparison
+
+        comparison(compare, inp.rgb, sr)
+    return tr, sr
+
+
+@app.command()
+@friendly
+def upscale(
+    input: Annotated[Path, typer.Argument(help="An image, or a folder of images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The output image (or folder, for a folder input).")],
+    scale: Scale = 2.0,
+    preset: Preset = "zssr",
+    iters: Iters = None,
+    epochs: Epochs = None,
+    time_budget: TimeBudget = None,
+    lr: Lr = None,
+    optimizer: Optim = None,
+    momentum: Momentum = None,
+    loss: Loss = None,
+    bias: Bias = None,
+    crop: Crop = None,
+    max_side: MaxSide = None,
+    kernel: KernelOpt = None,
+    noise: Noise = None,
+    seed: Seed = 0,
+    steps: Steps = 1,
+    ensemble: Ensemble = None,
+    back_projection: BackProj = None,
+    tile: Tile = None,
+    save_model: Annotated[Optional[Path], typer.Option("--save-model", help="Also save the trained model (.npz).")] = None,
+    compare: Compare = None,
+    force: Force = False,
+):
+    """The main job: train on INPUT itself, then upscale it by --scale.
+
+    With a folder, every image in it is upscaled into the OUTPUT folder; a bad file is
+    reported and skipped, finished outputs are kept on a rerun (unless --force), and the
+    exit status is 1 if any image failed."""
+    from engine.data import load_kernel
+    from engine.errors import UserError
+    from engine.train import TrainConfig
+
+    cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
+                                                      crop, max_side, noise, seed, scale))
+    k = load_kernel(kernel) if kernel else None
+    if input.is_dir():
+        if save_model or compare:
+            raise UserError("--save-model and --compare take a single image, not a folder")
+        return _upscale_folder(input, output, cfg, k, steps, ensemble, back_projection, tile, force)
+    if not input.exists():
+        raise UserError(f"{input} does not exist")
+    _check_out(output, force, protect=[input])
+    for extra in (save_model, compare):
+        if extra:
+            _check_out(extra, force, protect=[input, output])
+    tr, sr = _upscale_one(input, output, cfg, k, steps, ensemble, back_projection, tile, save_model, compare, force, "training")
+    typer.echo(f"wrote {output} ({sr.shape[1]}x{sr.shape[0]}); trained {tr.iteration} iterations in {tr.seconds:.1f} s")
+
+
+def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force):
+    from engine.errors import UserError
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise UserError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})")
+    if outdir.exists() and not outdir.is_dir():
+        raise UserError(f"{outdir} is a file; with a folder input, --output must be a folder")
+    if outdir.resolve() == folder.resolve():
+        raise UserError("the output folder must differ from the input folder")
+    outdir.mkdir(parents=True, exist_ok=True)
+    failed, done, skipped = [], 0, 0
+    for i, src in enumerate(files):
+        dst = outdir / src.name
+        if dst.exists() and not force:
+            skipped += 1
+            continue
+        try:
+            _upscale_one(src, dst, cfg, kernel, steps, ensemble, back_projection, tile, None, None, True,
+                         f"[{i + 1}/{len(files)}] {src.name}")
+            done += 1
+        except UserError as e:
+            failed.append((src.name, str(e)))
+            _err(f"{src.name}: {e}")
+    typer.echo(f"{done} upscaled, {skipped} already done, {len(failed)} failed")
+    for name, why in failed:
+        typer.echo(f"  failed: {name}: {why}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+@friendly
+def eval_(
+    folder: Annotated[Path, typer.Argument(help="A folder of high-resolution images (e.g. Set5).")],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Integer scale of the protocol (2, 3, 4).")] = 2,
+    preset: Preset = "zssr",
+    iters: Iters = None,
+    time_budget: TimeBudget = None,
+    seed: Seed = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    force: Force = False,
+):
+    """The literature's protocol: modcrop, MATLAB-bicubic LR in uint8, upscale, PSNR/SSIM
+    on luma with a border of `scale` pixels. Bicubic beside ours, per image and mean."""
+    import json
+
+    from engine.evaluate import evaluate_folder, format_table
+    from engine.infer import super_resolve
+    from engine.train import TrainConfig
+
+    cfg = TrainConfig.make(preset, **_train_overrides(iters=iters, time_budget=time_budget, seed=seed, scale=float(scale)))
+    if json_out:
+        _check_out(json_out, force)
+
+    def sr_fn(lr_img, s):
+        tr = _train(lr_img, cfg, label="training")
+        return super_resolve(tr.net, lr_img, scale=s, ensemble=cfg.ensemble, back_projection=cfg.back_projection)
+
+    result = evaluate_folder(folder, scale, sr_fn)
+    typer.echo(format_table(result))
+    if json_out:
+        from engine.io import atomic_write
+
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+
+
+@app.command()
+@friendly
+def benchmark(
+    quick: Annotated[bool, typer.Option("--quick", help="A short run: fewer sizes and repetitions.")] = False,
+    peer: Annotated[str, typer.Option(help="auto (PyTorch when it imports), torch, or none.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="Threads (default: all cores).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the rows as JSON.")] = None,
+):
+    """Time the kernels, a training step and inference; compare with PyTorch and sgemm."""
+    import json
+
+    from engine import benchmark as B
+
+    rows = B.run(quick=quick, peer=peer, threads=threads)
+    typer.echo(B.format_table(rows))
+    if json_out:
+        from engine.io import atomic_write
+
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps({"machine": B.machine(), "rows": rows}, indent=2)))
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Internal training pairs: everything the network learns from comes from the one image.
+
+A pair is (blurry, sharp), both (h, w, 3) float32, with
+    son    = downscale(sharp, 1/s)            bicubic, or a known blur kernel (+ noise)
+    blurry = bicubic upscale(son) to exactly sharp's shape
+so the network learns to undo "downscale by s, then upscale by s" - the very step it will
+later be asked to undo on the image itself, one scale up.
+
+Two recipes:
+* `Pyramid` (the seed's): sharp copies of the image at a few smaller sizes, each with its
+  blurry twin, made once and fed whole, one at a time, in epochs.
+* `CropSampler` (ZSSR's): each iteration a fresh "father": a copy of the image scaled by a
+  random factor in [min_scale, 1], a random crop of it, one of the 8 flips/rotations; its
+  "son" made with bicubic or the given kernel, with optional Gaussian noise.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .kernels.resize import resize
+
+
+def degrade(sharp, scale, kernel=None, noise=0.0, rng=None):
+    """The blurry twin of `sharp`: downscale by 1/scale (bicubic or `kernel`), add Gaussian
+    noise of std `noise` to the small image, upscale back to sharp's exact shape."""
+    h, w = sharp.shape[:2]
+    son_shape = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))
+    if kernel is None:
+        son = resize(sharp, shape=son_shape)
+    else:
+        son = resize(sharp, scale=1.0 / scale, shape=son_shape, kernel=kernel)
+    if noise:
+        son = son + (rng.standard_normal(son.shape) * noise).astype(son.dtype)
+    return resize(son, shape=(h, w)).astype(np.float32, copy=False)
+
+
+def shrink_to(img, max_side):
+    """`img` resized (bicubic) so that its longer side is at most `max_side` pixels."""
+    if not max_side or max(img.shape[:2]) <= max_side:
+        return img
+    f = max_side / max(img.shape[:2])
+    shape = (max(1, int(round(img.shape[0] * f))), max(1, int(round(img.shape[1] * f))))
+    return np.clip(resize(img, shape=shape), 0.0, 1.0).astype(np.float32)
+
+
+def dihedral(img, k):
+    """The k-th of the 8 flips/rotations (k in 0..7) of an (H, W, C) image, as a view."""
+    out = np.rot90(img, k % 4, axes=(0, 1))
+    return out[:, ::-1] if k >= 4 else out
+
+
+def dihedral_inverse(img, k):
+    """Undo `dihedral(., k)`."""
+    out = img[:, ::-1] if k >= 4 else img
+    return np.rot90(out, -(k % 4), axes=(0, 1))
+
+
+def load_kernel(path):
+    """A blur kernel from .npy or MATLAB .mat (variable `Kernel`), normalised to sum 1."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"kernel file {p} does not exist; give a .npy or .mat file with a 2-D blur kernel")
+    try:
+        if p.suffix.lower() == ".mat":
+            from scipy.io import loadmat
+
+            m = loadmat(str(p))
+            if "Kernel" not in m:
+                names = ", ".join(k for k in m if not k.startswith("__")) or "none"
+                raise UserError(f"kernel file {p} has no variable 'Kernel' (it has: {names})")
+            k = np.asarray(m["Kernel"], dtype=np.float64)
+        else:
+            k = np.asarray(np.load(str(p), allow_pickle=False), dtype=np.float64)
+    except UserError:
+        raise
+    except Exception as e:  # corrupt file, pickled object, wrong format
+        raise UserError(f"cannot read kernel file {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if k.ndim != 2 or min(k.shape) < 1 or not np.all(np.isfinite(k)) or k.sum() <= 0:
+        raise UserError(f"kernel file {p} must hold a 2-D array of finite values with a positive sum, got shape {k.shape}")
+    return k / k.sum()
+
+
+class Pyramid:
+    """The seed's training set: `levels` sharp copies from full size down to `smallest`
+    of it (linearly spaced factors), each with its blurry twin. Fixed order, largest first."""
+
+    def __init__(self, img, scale, levels=4, smallest=0.4, kernel=None):
+        self.pairs = []
+        h, w = img.shape[:2]
+        for f in np.linspace(1.0, smallest, levels) if levels > 1 else [1.0]:
+            shape = (max(1, int(round(h * f))), max(1, int(round(w * f))))
+            sharp = img if shape == (h, w) else np.clip(resize(img, shape=shape), 0, 1).astype(np.float32)
+            if min(shape) < 2 * scale:
+                continue
+            self.pairs.append((degrade(sharp, scale, kernel), np.ascontiguousarray(sharp)))
+        if not self.pairs:
+            raise UserError(f"the image ({h}x{w}) is too small to train at scale {scale}")
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def pair(self, i):
+        return self.pairs[i % len(self.pairs)]
+
+
+class CropSampler:
+    """ZSSR's training pairs: a fresh random father and son every call.
+
+    Fathers come from a pool of copies of the image at factors linspace(min_scale, 1,
+    pool) (made once), chosen with probability proportional to their area; then a random
+    crop of `crop` pixels (the whole copy when it is smaller) and a random flip/rotation."""
+
+    def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=0.5, pool=6):
+        self.scale, self.crop, self.kernel, self.noise = scale, crop, kernel, noise
+        h, w = img.shape[:2]
+        self.fathers = []
+        for f in np.linspace(min_scale, 1.0, pool) if pool > 1 else [1.0]:
+            shape = (max(1, int(round(h * f))), max(1, int(round(w * f))))
+            if min(shape) < 2 * scale:
+                continue
+            cp = img if shape == (h, w) else np.clip(resize(img, shape=shape), 0, 1).astype(np.float32)
+            self.fathers.append(np.ascontiguousarray(cp))
+        if not self.fathers:
+            raise UserError(f"the image ({h}x{w}) is too small to train at scale {scale}")
+        areas = np.array([f.shape[0] * f.shape[1] for f in self.fathers], np.float64)
+        self.p = areas / areas.sum()
+
+    def sample(self, rng):
+        father = self.fathers[rng.choice(len(self.fathers), p=self.p)]
+        h, w = father.shape[:2]
+        ch, cw = min(self.crop, h), min(self.crop, w)
+        y0 = int(rng.integers(0, h - ch + 1))
+        x0 = int(rng.integers(0, w - cw + 1))
+        sharp = np.ascontiguousarray(dihedral(father[y0:y0 + ch, x0:x0 + cw], int(rng.integers(0, 8))))
+        return degrade(sharp, self.scale, self.kernel, self.noise, rng), sharp
