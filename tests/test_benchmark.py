@@ -1,0 +1,163 @@
+"""engine.benchmark works: right rows, sane numbers, the peer path, the sgemm child's
+environment. Nothing here times anything or asserts a speed (see bench/ for that)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import engine
+from engine import benchmark as B
+from engine.errors import UserError
+
+TINY = {"conv": [16], "train": 16, "predict": 16, "sgemm": 64}
+KEYS = {"op", "size", "ms", "gflops", "mpx_s", "peer_ms", "ratio_peer", "ratio_sgemm"}
+
+
+def _positive(v):
+    return isinstance(v, float) and math.isfinite(v) and v > 0
+
+
+def test_macs_match_the_design_numbers():
+    assert B.network_macs_per_pixel() == 224_640
+    assert B.MACS_CONV64 == 36_864
+    assert B.train_macs_per_pixel() == 3 * 224_640 - 1_728
+
+
+def test_plan_default_and_quick():
+    full = B.plan()
+    assert [s for op, s in full if op == "conv3x3 forward"] == [64, 128, 256]
+    assert dict((op, s) for op, s in full if op not in B.OPS_CONV) == {"train_step": 128, "predict": 512, "sgemm": 2048}
+    quick = B.plan(quick=True)
+    assert {s for op, s in quick if op in B.OPS_CONV} == {128}
+    assert dict(quick)["predict"] == 256
+    assert {op for op, _ in quick} == set(B.OPS)
+    with pytest.raises(UserError):
+        B.plan(sizes={"bogus": 3})
+    with pytest.raises(UserError):
+        B.plan(sizes={"train": 0})
+
+
+def test_run_quick_without_peer():
+    seen = []
+    rows = B.run(quick=True, peer="none", sizes=TINY, reps=2, progress=lambda *a: seen.append(a))
+    assert [(r["op"], r["size"]) for r in rows] == [
+        ("conv3x3 forward", "16x16"), ("conv3x3 input grad", "16x16"), ("conv3x3 weight grad", "16x16"),
+        ("train_step", "16x16"), ("predict", "16x16"), ("sgemm", "n=64")]
+    for r in rows:
+        assert set(r) == KEYS
+        assert _positive(r["ms"]) and _positive(r["gflops"]) and _positive(r["ratio_sgemm"])
+        assert r["peer_ms"] is None and r["ratio_peer"] is None
+        assert (r["mpx_s"] is None) == (r["op"] == "sgemm")
+        if r["mpx_s"] is not None:
+            assert _positive(r["mpx_s"])
+    assert rows[-1]["ratio_sgemm"] == 1.0
+    json.dumps(rows)  # --json
+    assert seen[-1] == ("done", 6, 6) and [d for _, d, _ in seen] == list(range(7))
+
+
+def test_format_table_and_machine():
+    rows = [
+        {"op": "conv3x3 forward", "size": "64x64", "ms": 1.5, "gflops": 200.0, "mpx_s": 2.7,
+         "peer_ms": 1.0, "ratio_peer": 1.5, "ratio_sgemm": 0.4},
+        {"op": "sgemm", "size": "n=2048", "ms": 40.0, "gflops": 430.0, "mpx_s": None,
+         "peer_ms": None, "ratio_peer": None, "ratio_sgemm": 1.0},
+    ]
+    text = B.format_table(rows, title="zssr benchmark")
+    for word in ("conv3x3 forward", "sgemm", "64x64", "n=2048", "200.0", "1.50", "40%"):
+        assert word in text
+    assert "\x1b[" not in text  # plain text, no colour codes
+    m = B.machine()
+    assert {"cpu", "cores", "numba_threads", "numpy", "numba", "torch", "python", "load_avg"} <= set(m)
+    assert m["cores"] == os.cpu_count() and m["numba_threads"] == numba.get_num_threads()
+    json.dumps(m)
+    line = B.format_scaling({"op": "train_step", "size": "16x16", "threads": 2, "ms_1": 2.0,
+                             "ms_n": 1.1, "speedup": 1.82, "efficiency": 0.91})
+    assert "1.82x" in line
+
+
+def test_threads_are_set_and_put_back():
+    before = numba.get_num_threads()
+    rows = B.run(quick=True, peer="none", sizes=dict(TINY, conv=[]), reps=1, threads=1)
+    assert [r["op"] for r in rows] == ["train_step", "predict", "sgemm"]
+    assert numba.get_num_threads() == before
+    s = B.scaling(size=16, reps=2)
+    assert s["threads"] == numba.config.NUMBA_NUM_THREADS and _positive(s["speedup"])
+    assert numba.get_num_threads() == before
+    for bad in (0, numba.config.NUMBA_NUM_THREADS + 1, 1.5):
+        with pytest.raises(UserError):
+            B.run(quick=True, peer="none", sizes=TINY, reps=1, threads=bad)
+    with pytest.raises(UserError):
+        B.run(quick=True, peer="bogus", sizes=TINY, reps=1)
+
+
+def test_sgemm_child_environment_drops_openblas_only_there(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_FAKE_TEST_VAR", "1")  # monkeypatch puts the environment back
+    before = dict(os.environ)
+    env = B.sgemm_env(threads=1)
+    assert env["OPENBLAS_NUM_THREADS"] == "1"
+    assert not [k for k in env if k.startswith("OPENBLAS_") and k != "OPENBLAS_NUM_THREADS"]
+    assert B.sgemm_env(clean=False)["OPENBLAS_FAKE_TEST_VAR"] == "1"
+    assert _positive(B.sgemm_gflops(n=32, reps=2))
+    assert dict(os.environ) == before
+
+
+def test_no_torch_means_no_peer(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    rows = B.run(quick=True, peer="auto", sizes=dict(TINY, conv=[]), reps=1)
+    assert all(r["ratio_peer"] is None for r in rows)
+    with pytest.raises(UserError, match="torch"):
+        B.run(quick=True, peer="torch", sizes=TINY, reps=1)
+
+
+def test_import_is_light():
+    code = "import sys, engine.benchmark; print('torch' in sys.modules, 'rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+# -- the peer --------------------------------------------------------------------------------
+
+def test_peer_rows_have_ratios():
+    pytest.importorskip("torch")
+    rows = B.run(quick=True, peer="torch", sizes=TINY, reps=2)
+    for r in rows:
+        if r["op"] == "sgemm":
+            assert r["ratio_peer"] is None
+        else:
+            assert _positive(r["peer_ms"]) and _positive(r["ratio_peer"])
+            assert r["ratio_peer"] == pytest.approx(r["ms"] / r["peer_ms"])
+
+
+def test_peer_computes_the_same_ops():
+    torch = pytest.importorskip("torch")
+    for kind in ("forward", "input grad", "weight grad"):
+        case = B.conv_case(kind, 12, torch)
+        case.ours()
+        got = case.peer()
+        x, w, dy = case.data["x"], case.data["w"], case.data["dy"]
+        if kind == "forward":
+            want = engine.conv3x3_forward(x, w)
+            peer = got[0].numpy().transpose(1, 2, 0)
+        elif kind == "input grad":
+            want = engine.conv3x3_backward(x, w, dy)[0]
+            peer = got[0][0].numpy().transpose(1, 2, 0)
+        else:
+            want = engine.conv3x3_backward(x, w, dy, need_dx=False)[1]
+            peer = got[1].numpy().transpose(2, 3, 1, 0)
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(case.result(), want, atol=1e-5 * scale)
+        np.testing.assert_allclose(peer, want, atol=1e-4 * scale)
+
+    case = B.predict_case(16, torch)
+    case.ours()
+    peer = case.peer()[0].numpy().transpose(1, 2, 0)
+    np.testing.assert_allclose(peer, case.result(), atol=1e-4)
+
+    # the training step: the same loss on the first step (same weights, same data)
+    case = B.train_case(16, torch)
+    assert float(case.peer().detach()) == pytest.approx(case.ours(), rel=1e-4)
