@@ -5,6 +5,7 @@ Start-up stays light: nothing here imports numba or the engine at module level, 
 A user mistake prints one line on stderr and exits with status 2; nothing is written.
 """
 import functools
+import os
 import signal
 import sys
 from pathlib import Path
@@ -144,9 +145,13 @@ def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_i
         tr.stop_requested = True
 
     old = signal.signal(signal.SIGINT, on_sigint)
+    # fault injection for the tests: a real SIGINT, sent to ourselves at that iteration
+    sigint_at = int(os.environ.get("ZSSR_TEST_SIGINT_AT", "0") or 0)
     try:
         with _Progress(tr.total, label) as bar:
             def cb(t):
+                if sigint_at and t.iteration == sigint_at:
+                    os.kill(os.getpid(), signal.SIGINT)
                 if t.iteration % 5 and not t.stop_requested:
                     return
                 info = f"loss {t.history['loss'][-1]:.4g}  lr {t.opt.lr:.2g}" if t.history["loss"] else ""

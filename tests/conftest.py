@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny images on disk, the CLI runner, the shared data folder."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def write_png(path, arr):
+    from PIL import Image
+
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def small_rgb(tmp_path):
+    """A 40x48 RGB PNG with some structure (stripes and a gradient)."""
+    y, x = np.mgrid[0:40, 0:48]
+    img = np.stack([(x * 5) % 256, (y * 7 + x * 3) % 256, ((x // 6 + y // 5) % 2) * 200 + 30], axis=-1).astype(np.uint8)
+    return write_png(tmp_path / "small.png", img)
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke the zssr app in-process; returns (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+
+    def run(*args):
+        res = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        return res.exit_code, res.stdout, res.stderr
+
+    return run
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED
