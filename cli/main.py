@@ -102,10 +102,11 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        console = Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=False,
+            console=console, transient=False, disable=not console.is_terminal,
         )
         self.task = self.progress.add_task(description, total=total, info="")
 
@@ -328,7 +329,7 @@ def infer(
 ):
     """Upscale IMAGE with a trained model: bicubic upscale, network, repeat for each step."""
     from engine import checkpoint
-    from engine.infer import super_resolve
+    from engine.infer import scale_schedule, super_resolve
 
     _check_scale(scale, size)
     target = _parse_size(size) if size else None
@@ -336,6 +337,7 @@ def infer(
     if compare:
         _check_out(compare, force, protect=[image, model, output])
     inp = _load_rgb(image)
+    scale_schedule(inp.rgb.shape[:2], scale=scale, size=target, steps=steps)  # checks the sizes first
     net, meta, _ = checkpoint.load(model)
     ens, bp = _infer_options(meta.get("config", {}), ensemble, back_projection)
     with _Progress(steps, "upscaling") as bar:

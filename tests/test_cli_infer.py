@@ -1,0 +1,152 @@
+"""`zssr infer`, `zssr upscale` (single image and folder) and `zssr eval` end to end."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_png
+
+FAST = ["--iters", "4", "--crop", "24"]
+
+
+@pytest.fixture
+def model(run_cli, small_rgb, tmp_path):
+    path = tmp_path / "model.npz"
+    code, _, stderr = run_cli("train", small_rgb, "-o", path, *FAST)
+    assert code == 0, stderr
+    return path
+
+
+def size_of(path):
+    with Image.open(path) as im:
+        return im.size, im.mode
+
+
+@pytest.mark.parametrize("opts,want", [
+    (["--scale", "2"], (96, 80)),
+    (["--scale", "1.5"], (72, 60)),
+    (["--scale", "4", "--steps", "2"], (192, 160)),
+    (["--size", "100x90"], (100, 90)),
+    (["--size", "60x120", "--steps", "2"], (60, 120)),
+])
+def test_infer_sizes(run_cli, small_rgb, model, tmp_path, opts, want):
+    out = tmp_path / "sr.png"
+    code, stdout, stderr = run_cli("infer", small_rgb, "-m", model, "-o", out, "--no-ensemble", *opts)
+    assert code == 0, stderr
+    assert size_of(out) == (want, "RGB")
+
+
+def test_infer_with_ensemble_back_projection_tiles_and_compare(run_cli, small_rgb, model, tmp_path):
+    a, b, cmp_ = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "cmp.png"
+    assert run_cli("infer", small_rgb, "-m", model, "-o", a, "-s", "2", "--back-projection", "3", "--compare", cmp_)[0] == 0
+    assert run_cli("infer", small_rgb, "-m", model, "-o", b, "-s", "2", "--back-projection", "3", "--tile", "17")[0] == 0
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))  # tiled == untiled
+    assert size_of(cmp_)[0][0] > 200
+
+
+@pytest.mark.parametrize("opts,match", [
+    (["--scale", "0"], "--scale"), (["--scale", "-1"], "--scale"), (["--scale", "nan"], "--scale"),
+    (["--scale", "inf"], "--scale"), (["--size", "20x20"], "shrink"), (["--size", "abc"], "WIDTHxHEIGHT"),
+    ([], "--scale"), (["--scale", "2", "--size", "90x90"], "not both"), (["--scale", "2", "--steps", "0"], "steps"),
+    (["--scale", "2", "--back-projection", "-1"], "back-projection"),
+])
+def test_infer_bad_options_write_nothing(run_cli, small_rgb, model, tmp_path, opts, match):
+    out = tmp_path / "sr.png"
+    code, _, stderr = run_cli("infer", small_rgb, "-m", model, "-o", out, *opts)
+    assert code == 2 and stderr.count("\n") == 1 and match in stderr, stderr
+    assert not out.exists()
+
+
+def test_infer_missing_model_and_unwritable_output(run_cli, small_rgb, model, tmp_path):
+    code, _, stderr = run_cli("infer", small_rgb, "-m", tmp_path / "nope.npz", "-o", tmp_path / "sr.png", "-s", "2")
+    assert code == 2 and "does not exist" in stderr
+    code, _, stderr = run_cli("infer", small_rgb, "-m", model, "-o", tmp_path / "no" / "such" / "dir" / "sr.png", "-s", "2")
+    assert code == 2 and stderr.count("\n") == 1
+    assert not (tmp_path / "no").exists()
+
+
+def test_infer_with_a_model_of_another_width_is_fine_and_a_corrupt_one_is_not(run_cli, small_rgb, model, tmp_path):
+    with np.load(model, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    d["param_0"] = d["param_0"][:, :, :2]  # weights for 2 input channels: not this network
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **d)
+    code, _, stderr = run_cli("infer", small_rgb, "-m", bad, "-o", tmp_path / "sr.png", "-s", "2")
+    assert code == 2 and "parameter 0" in stderr
+
+
+@pytest.mark.parametrize("mode,depth", [("L", 8), ("RGBA", 8), ("L", 16), ("RGB", 16)])
+def test_modes_and_bit_depth_are_kept(run_cli, tmp_path, mode, depth):
+    rng = np.random.default_rng(0)
+    src = tmp_path / f"in_{mode}{depth}.png"
+    if depth == 16:
+        from engine.io import save_image
+
+        rgb = rng.random((30, 34, 3)).astype(np.float32)
+        save_image(src, rgb, mode=mode, bit_depth=16)
+    else:
+        arr = rng.integers(0, 256, (30, 34, len(mode)), dtype=np.uint8)
+        Image.fromarray(arr[..., 0] if mode == "L" else arr, mode).save(src)
+    out = tmp_path / "out.png"
+    code, _, stderr = run_cli("upscale", src, "-o", out, "--scale", "2", *FAST, "--no-ensemble")
+    assert code == 0, stderr
+    from engine.io import load_image
+
+    img = load_image(out)
+    assert (img.mode, img.bit_depth, img.rgb.shape[:2]) == (mode, depth, (60, 68))
+
+
+def test_upscale_single_image_with_model_and_compare(run_cli, small_rgb, tmp_path):
+    out, m, cmp_ = tmp_path / "up.png", tmp_path / "m.npz", tmp_path / "cmp.png"
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out, "-s", "2", *FAST, "--save-model", m, "--compare", cmp_)
+    assert code == 0, stderr
+    assert size_of(out) == ((96, 80), "RGB") and m.exists() and cmp_.exists()
+    # the saved model reproduces the same result through infer
+    again = tmp_path / "again.png"
+    assert run_cli("infer", small_rgb, "-m", m, "-o", again, "-s", "2")[0] == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
+
+
+def test_upscale_folder_with_a_broken_file_and_a_rerun(run_cli, small_rgb, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        write_png(src / name, rng.integers(0, 256, (26, 30, 3), dtype=np.uint8))
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (src / "notes.txt").write_text("not an image, not considered")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("upscale", src, "-o", out, "-s", "2", *FAST, "--no-ensemble")
+    assert code == 1
+    assert "2 upscaled, 0 already done, 1 failed" in stdout and "broken.png" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    stamp = (out / "a.png").stat().st_mtime_ns
+    code, stdout, _ = run_cli("upscale", src, "-o", out, "-s", "2", *FAST, "--no-ensemble")
+    assert code == 1 and "0 upscaled, 2 already done, 1 failed" in stdout
+    assert (out / "a.png").stat().st_mtime_ns == stamp
+    (src / "broken.png").unlink()
+    code, stdout, _ = run_cli("upscale", src, "-o", out, "-s", "2", *FAST, "--no-ensemble", "--force")
+    assert code == 0 and "2 upscaled" in stdout
+
+
+def test_upscale_refuses_same_folder_and_empty_folder(run_cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, stderr = run_cli("upscale", empty, "-o", tmp_path / "o", "-s", "2")
+    assert code == 2 and "no images" in stderr
+
+
+def test_eval_on_a_tiny_dataset(run_cli, tmp_path):
+    data = tmp_path / "hr"
+    data.mkdir()
+    y, x = np.mgrid[0:36, 0:40]
+    for i in range(2):
+        img = np.stack([(x * (5 + i)) % 256, (y * 7) % 256, ((x + y) * 3) % 256], -1).astype(np.uint8)
+        write_png(data / f"img{i}.png", img)
+    js = tmp_path / "r.json"
+    code, stdout, stderr = run_cli("eval", data, "--scale", "2", "--iters", "4", "--json", js)
+    assert code == 0, stderr
+    assert "img0" in stdout and "img1" in stdout and "mean" in stdout.lower()
+    result = json.loads(js.read_text())
+    assert len(result["rows"]) == 2 and all(np.isfinite(r["psnr"]) for r in result["rows"])
