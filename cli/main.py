@@ -130,10 +130,26 @@ class _Progress:
         self.progress.update(self.task, **kw)
 
 
-def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_interrupt=None):
-    """Train with a progress bar. Ctrl-C: stop after the current step, call on_interrupt."""
+def _bar_callback(bar):
+    """A Trainer callback that shows iteration, loss, learning rate (and PSNR) on `bar`."""
     import math
 
+    def cb(t):
+        if t.iteration % 5 and not t.stop_requested and not t.done():
+            return
+        info = f"loss {t.history['loss'][-1]:.4g}  lr {t.opt.lr:.2g}" if t.history["loss"] else ""
+        if t.evals["psnr"] and not math.isnan(t.evals["psnr"][-1]):
+            info += f"  psnr {t.evals['psnr'][-1]:.2f} dB"
+        if t.done() and not t.stop_requested:  # stopped by the policy or the budget: the bar ends full
+            bar.update(completed=t.iteration, total=max(t.iteration, 1), info=info)
+        else:
+            bar.update(completed=t.iteration, info=info)
+
+    return cb
+
+
+def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_interrupt=None):
+    """Train with a progress bar. Ctrl-C: stop after the current step, call on_interrupt."""
     from engine import checkpoint
     from engine.train import Trainer
 
@@ -150,20 +166,14 @@ def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_i
     sigint_at = int(os.environ.get("ZSSR_TEST_SIGINT_AT", "0") or 0)
     try:
         with _Progress(tr.total, label) as bar:
+            show = _bar_callback(bar)
+
             def cb(t):
                 if sigint_at and t.iteration == sigint_at:
                     os.kill(os.getpid(), signal.SIGINT)
-                if t.iteration % 5 and not t.stop_requested:
-                    return
-                info = f"loss {t.history['loss'][-1]:.4g}  lr {t.opt.lr:.2g}" if t.history["loss"] else ""
-                if t.evals["psnr"] and not math.isnan(t.evals["psnr"][-1]):
-                    info += f"  psnr {t.evals['psnr'][-1]:.2f} dB"
-                bar.update(completed=t.iteration, info=info)
+                show(t)
 
             tr.run(cb)
-            cb(tr)
-            if not tr.stop_requested:  # stopped by the policy or the budget: the bar ends full
-                bar.update(completed=tr.iteration, total=max(tr.iteration, 1))
     finally:
         signal.signal(signal.SIGINT, old)
     for e in tr.events:
@@ -276,16 +286,6 @@ def train(
     typer.echo(f"trained {tr.iteration} iterations in {tr.seconds:.1f} s ({tr.stop_reason}){last}; model saved to {output}")
 
 
-def _infer_options(meta_cfg, ensemble, back_projection):
-    ens = meta_cfg.get("ensemble", True) if ensemble is None else ensemble
-    bp = meta_cfg.get("back_projection", 2) if back_projection is None else back_projection
-    if bp < 0:
-        from engine.errors import UserError
-
-        raise UserError(f"--back-projection must be >= 0, got {bp}")
-    return ens, bp
-
-
 def _check_scale(scale, size):
     import math
 
@@ -297,19 +297,6 @@ def _check_scale(scale, size):
         raise UserError("give --scale (e.g. 2) or --size (e.g. 800x600)")
     if scale is not None and not (math.isfinite(scale) and scale > 1):
         raise UserError(f"--scale must be a number > 1, got {scale}")
-
-
-def _save_result(path, sr, like, force, protect, alpha_scale=None):
-    """Save sr with the input's mode and bit depth (alpha resized with plain bicubic)."""
-    import numpy as np
-
-    from engine.io import save_image
-    from engine.kernels.resize import resize
-
-    alpha = None
-    if like.alpha is not None:
-        alpha = np.clip(resize(like.alpha.astype(np.float32), shape=sr.shape[:2]), 0, 1)
-    save_image(path, sr, alpha=alpha, mode=like.mode, bit_depth=like.bit_depth, force=force, protect=protect)
 
 
 @app.command()
@@ -330,6 +317,7 @@ def infer(
     """Upscale IMAGE with a trained model: bicubic upscale, network, repeat for each step."""
     from engine import checkpoint
     from engine.infer import scale_schedule, super_resolve
+    from engine.job import infer_options, save_result
 
     _check_scale(scale, size)
     target = _parse_size(size) if size else None
@@ -339,11 +327,11 @@ def infer(
     inp = _load_rgb(image)
     scale_schedule(inp.rgb.shape[:2], scale=scale, size=target, steps=steps)  # checks the sizes first
     net, meta, _ = checkpoint.load(model)
-    ens, bp = _infer_options(meta.get("config", {}), ensemble, back_projection)
+    ens, bp = infer_options(meta.get("config", {}), ensemble, back_projection)
     with _Progress(steps, "upscaling") as bar:
         sr = super_resolve(net, inp.rgb, scale=scale, size=target, steps=steps, ensemble=ens, back_projection=bp,
                            tile=tile, progress=lambda i, n: bar.update(completed=i + 1))
-    _save_result(output, sr, inp, force, [image, model])
+    save_result(output, sr, inp, force, [image, model])
     if compare:
         from engine.plots import comparison
 
@@ -352,25 +340,6 @@ def infer(
 
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
-
-
-def _upscale_one(src, dst, cfg, kernel, steps, ensemble, back_projection, tile, save_model, compare, force, label):
-    from engine import checkpoint
-    from engine.infer import super_resolve
-
-    inp = _load_rgb(src)
-    tr = _train(inp.rgb, cfg, kernel=kernel, label=label)
-    ens, bp = _infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
-    sr = super_resolve(tr.net, inp.rgb if not cfg.max_side else tr.img, scale=cfg.scale, steps=steps, ensemble=ens,
-                       back_projection=bp, tile=tile, kernel=kernel)
-    _save_result(dst, sr, inp, force, [src])
-    if save_model:
-        checkpoint.save(save_model, tr.net, tr.meta(src), tr.opt, force=force, protect=[src, dst])
-    if compare:
-        from engine.plots import comparison
-
-        comparison(compare, inp.rgb, sr)
-    return tr, sr
 
 
 @app.command()
@@ -423,12 +392,20 @@ def upscale(
     for extra in (save_model, compare):
         if extra:
             _check_out(extra, force, protect=[input, output])
-    tr, sr = _upscale_one(input, output, cfg, k, steps, ensemble, back_projection, tile, save_model, compare, force, "training")
-    typer.echo(f"wrote {output} ({sr.shape[1]}x{sr.shape[0]}); trained {tr.iteration} iterations in {tr.seconds:.1f} s")
+    from engine.job import upscale_file
+
+    with _Progress(cfg.iters if cfg.recipe == "crops" else None, "training") as bar:
+        r = upscale_file(input, output, cfg, kernel=k, steps=steps, ensemble=ensemble, back_projection=back_projection,
+                         tile=tile, save_model=save_model, compare=compare, force=force, callback=_bar_callback(bar))
+    for e in r["events"]:
+        typer.echo(f"zssr: {e}", err=True)
+    typer.echo(f"wrote {output} ({r['shape'][0]}x{r['shape'][1]}); trained {r['iterations']} iterations "
+               f"in {r['train_seconds']:.1f} s, {r['seconds']:.1f} s in all")
 
 
 def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force):
     from engine.errors import UserError
+    from engine.job import upscale_file
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
@@ -445,8 +422,9 @@ def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projectio
             skipped += 1
             continue
         try:
-            _upscale_one(src, dst, cfg, kernel, steps, ensemble, back_projection, tile, None, None, True,
-                         f"[{i + 1}/{len(files)}] {src.name}")
+            with _Progress(cfg.iters if cfg.recipe == "crops" else None, f"[{i + 1}/{len(files)}] {src.name}") as bar:
+                upscale_file(src, dst, cfg, kernel=kernel, steps=steps, ensemble=ensemble,
+                             back_projection=back_projection, tile=tile, force=True, callback=_bar_callback(bar))
             done += 1
         except UserError as e:
             failed.append((src.name, str(e)))
@@ -500,19 +478,39 @@ def benchmark(
     quick: Annotated[bool, typer.Option("--quick", help="A short run: fewer sizes and repetitions.")] = False,
     peer: Annotated[str, typer.Option(help="auto (PyTorch when it imports), torch, or none.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="Threads (default: all cores).")] = None,
+    scaling: Annotated[bool, typer.Option("--scaling/--no-scaling", help="Also time a training step on 1 thread against all.")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the rows as JSON.")] = None,
+    force: Force = False,
 ):
-    """Time the kernels, a training step and inference; compare with PyTorch and sgemm."""
+    """Time the kernels, a training step and inference; compare with PyTorch and sgemm.
+
+    Ratios are measured side by side in one run, the two sides alternated call by call.
+    numpy's sgemm runs in a child process without the OPENBLAS_* variables."""
     import json
 
     from engine import benchmark as B
 
-    rows = B.run(quick=quick, peer=peer, threads=threads)
+    if json_out:
+        _check_out(json_out, force)
+    if threads is not None and threads < 1:
+        from engine.errors import UserError
+
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    with _Progress(None, "benchmark") as bar:
+        rows = B.run(quick=quick, peer=peer, threads=threads,
+                     progress=lambda label, done, total: bar.update(completed=done, total=total, info=label))
+        sc = B.scaling(quick=quick, threads=threads) if scaling else None
+    m = B.machine()
+    typer.echo(f"{m['cpu']}, {m['cores']} cores, numba {m['numba']} ({m['numba_threads']} threads), "
+               f"torch {m['torch'] or 'absent'}, load average {m['load_avg']}")
     typer.echo(B.format_table(rows))
+    if sc:
+        typer.echo(B.format_scaling(sc))
     if json_out:
         from engine.io import atomic_write
 
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps({"machine": B.machine(), "rows": rows}, indent=2)))
+        payload = {"machine": m, "rows": rows, "scaling": sc}
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
 
 
 def main():

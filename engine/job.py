@@ -1,0 +1,66 @@
+"""The main job, as one function: train on an image itself, then upscale it, then save.
+
+`zssr upscale` calls `upscale_file` for a single image and for every image of a folder
+(locally, or as a task on a Dask cluster): it takes and returns plain values, so it can be
+shipped to another process as it is.
+"""
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+
+def infer_options(cfg, ensemble=None, back_projection=None):
+    """(ensemble, back_projection): the explicit choices, else the model's stored defaults."""
+    ens = bool(cfg.get("ensemble", True)) if ensemble is None else bool(ensemble)
+    bp = int(cfg.get("back_projection", 2)) if back_projection is None else int(back_projection)
+    if bp < 0:
+        raise UserError(f"--back-projection must be >= 0, got {bp}")
+    return ens, bp
+
+
+def save_result(path, sr, like, force=False, protect=()):
+    """Save sr with the mode and bit depth of the input image `like` (an io.Image); its
+    alpha channel, if any, is resized with plain bicubic."""
+    from .io import save_image
+    from .kernels.resize import resize
+
+    alpha = None
+    if like.alpha is not None:
+        alpha = np.clip(resize(like.alpha.astype(np.float32), shape=sr.shape[:2]), 0, 1)
+    save_image(path, sr, alpha=alpha, mode=like.mode, bit_depth=like.bit_depth, force=force, protect=protect)
+
+
+def upscale_file(src, dst, cfg, kernel=None, steps=1, ensemble=None, back_projection=None, tile=None,
+                 save_model=None, compare=None, force=False, callback=None):
+    """Train on the image at `src` with the TrainConfig `cfg`, upscale it by cfg.scale, and
+    write the result to `dst` (atomically, never over `src`). Returns a summary dict.
+
+    callback(trainer) is called after every training iteration (progress bars)."""
+    from . import checkpoint
+    from .infer import super_resolve
+    from .io import check_writable, load_image
+    from .train import Trainer
+
+    t0 = time.perf_counter()
+    check_writable(dst, force=force, protect=[src])
+    inp = load_image(src)
+    tr = Trainer(inp.rgb, cfg, kernel=kernel)
+    tr.run(callback)
+    ens, bp = infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
+    # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
+    base = tr.img if cfg.max_side else inp.rgb
+    sr = super_resolve(tr.net, base, scale=cfg.scale, steps=steps, ensemble=ens, back_projection=bp,
+                       tile=tile, kernel=kernel)
+    save_result(dst, sr, inp, force=force, protect=[src])
+    if save_model:
+        checkpoint.save(save_model, tr.net, tr.meta(src), tr.opt, force=force, protect=[src, dst])
+    if compare:
+        from .plots import comparison
+
+        comparison(compare, base, sr)
+    return {"src": str(src), "dst": str(dst), "iterations": tr.iteration, "train_seconds": tr.seconds,
+            "seconds": time.perf_counter() - t0, "shape": [int(sr.shape[1]), int(sr.shape[0])],
+            "events": list(tr.events), "stop_reason": tr.stop_reason, "name": Path(src).name}
