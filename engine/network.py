@@ -217,6 +217,14 @@ class Network:
                 return dx
         return None
 
+    def dead_layers(self):
+        """Hidden layers whose output (after ReLU) was zero everywhere in the last forward():
+        no gradient reaches the layers before them, so the network cannot learn."""
+        buf = self._saved
+        if buf is None:
+            return []
+        return [l for l in range(self.depth - 1) if not buf.acts[l].any()]
+
     def predict(self, x, out=None):
         """Inference: y = network(x) (+ x). Keeps nothing for backward; reuses its buffers.
 

@@ -161,7 +161,11 @@ class Trainer:
         if not np.isfinite(loss):
             self._recover(f"loss became {loss} at iteration {self.iteration + 1}")
             return loss
-        self.opt.step()
+        if self.iteration < 3 and self.net.dead_layers():
+            self._reinit(f"network dead at iteration {self.iteration}: layer {self.net.dead_layers()[0] + 1} outputs zero everywhere")
+            return loss
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and handled below
+            self.opt.step()
         self.iteration += 1
         self.history["iter"].append(self.iteration)
         self.history["loss"].append(float(loss))
@@ -178,8 +182,12 @@ class Trainer:
 
     # -- measurement, policy, health -------------------------------------------------------
     def reconstruction_error(self):
-        out = self.net.predict(self.recon_in)
-        return float(np.mean((out - self.img) ** 2))
+        """MSE of the network applied to the blurry twin of the whole image, against it."""
+        from .infer import apply_network
+
+        out = apply_network(self.net, self.recon_in)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.mean((out - self.img) ** 2))
 
     def psnr_against_gt(self):
         """PSNR (Y, border = scale) of a quick super-resolution (no ensemble, no
@@ -198,6 +206,10 @@ class Trainer:
         self.evals["psnr"].append(self.psnr_against_gt() if self.gt is not None else float("nan"))
         if not np.isfinite(rec) or not all(np.all(np.isfinite(p)) for p in self.net.params):
             self._recover(f"weights or reconstruction became non-finite at iteration {self.iteration}")
+            return
+        dead = self.net.dead_layers()
+        if dead:
+            self._reinit(f"network dead at iteration {self.iteration}: layer {dead[0] + 1} outputs zero everywhere")
             return
         recs = self.evals["recon"]
         if len(recs) >= 3 and self.iteration <= 20 * self.cfg.eval_every and \
@@ -238,7 +250,7 @@ class Trainer:
         params, arrays, t, lr = self._good
         for p, s in zip(self.net.params, params):
             p[...] = s
-        self.opt.load_state({"t": t, "lr": lr / 10.0, "arrays": arrays})
+        self.opt.load_state({"t": t, "lr": min(lr, self.opt.lr) / 10.0, "arrays": arrays})
         self.lr_change_iter = self.iteration
         self.events.append(f"{why}: rolled back to the last good state, learning rate -> {self.opt.lr:.3g}")
         if self.opt.lr < self.cfg.min_lr * 1e-3:
