@@ -464,7 +464,11 @@ def eval_(
         tr = _train(lr_img, cfg, label="training")
         return super_resolve(tr.net, lr_img, scale=s, ensemble=cfg.ensemble, back_projection=cfg.back_projection)
 
-    result = evaluate_folder(folder, scale, sr_fn)
+    def on_row(r):
+        typer.echo(f"{r['name']}: bicubic {r['bicubic_psnr']:.2f} dB, zssr {r['psnr']:.2f} dB / {r['ssim']:.4f} "
+                   f"in {r['seconds']:.1f} s", err=True)
+
+    result = evaluate_folder(folder, scale, sr_fn, on_row=on_row)
     typer.echo(format_table(result))
     if json_out:
         from engine.io import atomic_write

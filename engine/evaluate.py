@@ -64,7 +64,7 @@ def list_images(folder):
     return files
 
 
-def evaluate_folder(folder, scale, sr_fn, progress=None):
+def evaluate_folder(folder, scale, sr_fn, progress=None, on_row=None):
     """Score ``sr_fn`` and the bicubic baseline on every image of ``folder``.
 
     Parameters
@@ -73,6 +73,7 @@ def evaluate_folder(folder, scale, sr_fn, progress=None):
     scale : int >= 1
     sr_fn : callable(lr, scale) -> sr, float (H, W, 3) of the cropped HR's size
     progress : callable(name, i, n) or None, called before image i (0-based) of n
+    on_row : callable(row) or None, called with each image's row as soon as it is scored
 
     Returns
     -------
@@ -102,6 +103,8 @@ def evaluate_folder(folder, scale, sr_fn, progress=None):
         rows.append(dict(name=path.name, h=int(hr.shape[0]), w=int(hr.shape[1]),
                          bicubic_psnr=b["psnr"], bicubic_ssim=b["ssim"],
                          psnr=o["psnr"], ssim=o["ssim"], seconds=seconds))
+        if on_row is not None:
+            on_row(rows[-1])
     mean = {k: float(np.mean([r[k] for r in rows])) for k in _SCORES}
     return dict(rows=rows, mean=mean)
 
