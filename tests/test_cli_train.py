@@ -179,3 +179,30 @@ def test_help_does_not_import_numba():
     assert proc.stdout.strip() == "ok", proc.stderr
     proc = subprocess.run([sys.executable, "-m", "cli.main", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "upscale" in proc.stdout
+
+
+def test_gt_adds_psnr_to_the_log(run_cli, small_rgb, tmp_path):
+    """--gt: the PSNR of a quick super-resolution against the ground truth, at each evaluation."""
+    from PIL import Image
+
+    gt = tmp_path / "gt.png"
+    Image.open(small_rgb).resize((96, 80), Image.BICUBIC).save(gt)
+    log = tmp_path / "log.csv"
+    code, _, stderr = run_cli("train", small_rgb, "-o", tmp_path / "m.npz", "--iters", "50", "--crop", "24",
+                              "--gt", gt, "--log", log)
+    assert code == 0, stderr
+    rows = [line.split(",") for line in log.read_text().splitlines()[1:]]
+    psnrs = [float(r[4]) for r in rows if r[4]]
+    assert len(psnrs) == 1 and 10 < psnrs[0] < 60  # evaluated at iteration 50
+
+
+def test_benchmark_command_quick(run_cli, tmp_path):
+    js = tmp_path / "bench.json"
+    code, stdout, stderr = run_cli("benchmark", "--quick", "--peer", "none", "--no-scaling", "--json", js)
+    assert code == 0, stderr
+    for op in ("conv3x3 forward", "train_step", "predict", "sgemm"):
+        assert op in stdout
+    import json
+
+    rows = json.loads(js.read_text())["rows"]
+    assert all(r["ms"] > 0 for r in rows)
