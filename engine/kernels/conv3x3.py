@@ -178,13 +178,14 @@ def _weight_grad_kernel(xp, dyp, part, dbpart, transposed, L):
                                        pf, cbase + cb * bw, cols, W, 1, 1, rows, nv)
 
 
-@pjit
+@jit
 def _reduce_partials(part, dbpart, transposed, dw, db):
-    # part -> dw (3, 3, Ci, Co) ; dbpart (T, Cop) -> db (Co,), threads added in order
+    # part -> dw (3, 3, Ci, Co) ; dbpart (T, Cop) -> db (Co,), threads added in order.
+    # Serial: a few ten thousand additions cost less than waking the threads.
     T = part.shape[0]
     Ci = dw.shape[2]
     Co = dw.shape[3]
-    for k in numba.prange(9 * Ci):
+    for k in range(9 * Ci):
         tap = k // Ci
         i = k % Ci
         for o in range(Co):
