@@ -369,12 +369,15 @@ def upscale(
     save_model: Annotated[Optional[Path], typer.Option("--save-model", help="Also save the trained model (.npz).")] = None,
     compare: Compare = None,
     force: Force = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Folder: local worker processes, one image each at a time (default: one per core, at most one per image; 1 runs in this process).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Folder: run every image as a task on the existing Dask cluster at this address, e.g. tcp://HOST:8786.")] = None,
 ):
     """The main job: train on INPUT itself, then upscale it by --scale.
 
-    With a folder, every image in it is upscaled into the OUTPUT folder; a bad file is
-    reported and skipped, finished outputs are kept on a rerun (unless --force), and the
-    exit status is 1 if any image failed."""
+    With a folder, every image in it is upscaled into the OUTPUT folder, on --workers local
+    processes or on a Dask cluster (--scheduler); a bad file is reported and skipped,
+    finished outputs are kept on a rerun (unless --force), and the exit status is 1 if any
+    image failed."""
     from engine.data import load_kernel
     from engine.errors import UserError
     from engine.train import TrainConfig
@@ -385,7 +388,9 @@ def upscale(
     if input.is_dir():
         if save_model or compare:
             raise UserError("--save-model and --compare take a single image, not a folder")
-        return _upscale_folder(input, output, cfg, k, steps, ensemble, back_projection, tile, force)
+        return _upscale_folder(input, output, cfg, k, steps, ensemble, back_projection, tile, force, workers, scheduler)
+    if workers is not None or scheduler:
+        raise UserError("--workers and --scheduler take a folder of images, not a single image")
     if not input.exists():
         raise UserError(f"{input} does not exist")
     _check_out(output, force, protect=[input])
@@ -403,36 +408,29 @@ def upscale(
                f"in {r['train_seconds']:.1f} s, {r['seconds']:.1f} s in all")
 
 
-def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force):
-    from engine.errors import UserError
-    from engine.job import upscale_file
+def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force, workers=None,
+                    scheduler=None):
+    from engine.batch import upscale_folder
 
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise UserError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})")
-    if outdir.exists() and not outdir.is_dir():
-        raise UserError(f"{outdir} is a file; with a folder input, --output must be a folder")
-    if outdir.resolve() == folder.resolve():
-        raise UserError("the output folder must differ from the input folder")
-    outdir.mkdir(parents=True, exist_ok=True)
-    failed, done, skipped = [], 0, 0
-    for i, src in enumerate(files):
-        dst = outdir / src.name
-        if dst.exists() and not force:
-            skipped += 1
-            continue
-        try:
-            with _Progress(cfg.iters if cfg.recipe == "crops" else None, f"[{i + 1}/{len(files)}] {src.name}") as bar:
-                upscale_file(src, dst, cfg, kernel=kernel, steps=steps, ensemble=ensemble,
-                             back_projection=back_projection, tile=tile, force=True, callback=_bar_callback(bar))
-            done += 1
-        except UserError as e:
-            failed.append((src.name, str(e)))
-            _err(f"{src.name}: {e}")
-    typer.echo(f"{done} upscaled, {skipped} already done, {len(failed)} failed")
-    for name, why in failed:
-        typer.echo(f"  failed: {name}: {why}")
+    with _Progress(None, "images") as bar:
+        def progress(done, total, name):
+            bar.update(completed=done, total=total, info=name or "")
+
+        r = upscale_folder(folder, outdir, cfg, kernel=kernel, steps=steps, ensemble=ensemble,
+                           back_projection=back_projection, tile=tile, force=force, workers=workers,
+                           scheduler=scheduler, progress=progress)
+    if r["workers"]:
+        threads = sorted(set(r["threads"].values()))
+        where = f"the cluster at {scheduler}" if scheduler else "a local cluster"
+        typer.echo(f"zssr: ran on {where}: {r['workers']} worker(s), {'/'.join(map(str, threads)) or '?'} "
+                   f"Numba thread(s) each", err=True)
+    failed = r["failed"]
+    typer.echo(f"{len(r['done'])} upscaled, {len(r['skipped'])} already done, {len(failed)} failed")
     if failed:
+        width = max(len("image"), *(len(name) for name, _ in failed))
+        typer.echo(f"\n{'image':<{width}}  reason")
+        for name, why in failed:
+            typer.echo(f"{name:<{width}}  {why}")
         raise typer.Exit(1)
 
 
