@@ -34,6 +34,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from engine.data import dihedral, dihedral_inverse
 from engine.errors import UserError
 
 __all__ = ["scale_schedule", "apply_network", "back_project", "super_resolve", "bicubic",
@@ -168,22 +169,6 @@ def scale_schedule(in_hw, scale=None, size=None, steps=1):
 
 
 # The 8 dihedral transforms as (k, flip): forward t(x) = rot90(fliplr(x) if flip else x, k)
-_DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
-
-
-def _forward_t(x, k, flip):
-    if flip:
-        x = x[:, ::-1]
-    return np.rot90(x, k)
-
-
-def _inverse_t(y, k, flip):
-    y = np.rot90(y, -k)
-    if flip:
-        y = y[:, ::-1]
-    return y
-
-
 def _tiles(n, tile, halo):
     """Per axis: [(lo, hi, w0)], tile [lo, hi) computed from the window [w0, w0 + wn)."""
     count = -(-n // tile)
@@ -238,11 +223,11 @@ def apply_network(net, img, ensemble=False, tile=None):
         for x0, x1, wx in cols:
             win = img[wy:wy + wh, wx:wx + ww]
             cen = stack[:, :y1 - y0, :x1 - x0]
-            for i, (k, flip) in enumerate(_DIHEDRAL):
-                xt = _forward_t(win, k, flip)
+            for k in range(8):
+                xt = dihedral(win, k)
                 r = res[xt.shape[:2]]
                 net.predict(xt, out=r)
-                cen[i] = _inverse_t(r, k, flip)[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
+                cen[k] = dihedral_inverse(r, k)[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
             np.median(cen, axis=0, out=out[y0:y1, x0:x1])
     return out
 
