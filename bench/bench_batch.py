@@ -1,16 +1,23 @@
 """Folder throughput on Dask: eight small images (48x48, x2, 20 training iterations) upscaled
-by `engine.batch.upscale_folder` on a local cluster of one worker process and on one of two
-(one Dask thread per worker; Numba threads per worker = cores // workers, as zssr sets them).
+by `engine.batch.upscale_folder` on local clusters (one Dask thread per worker process):
+
+- ``1w1t``: one worker with one Numba thread (NUMBA_NUM_THREADS=1 set before the worker starts);
+- ``2w``: two workers, one Numba thread each (cores // workers on 2 cores, as zssr sets it);
+- ``1w``: one worker as zssr sets it, with all the cores as Numba threads.
 
     python -m pytest bench/bench_batch.py --benchmark-only
 
-Both clusters are started and warmed up (Numba's cache loaded in every worker) before any
-timing; the two sides are then alternated, one whole folder each, `ROUNDS` times. The timed
-call includes what a user waits for apart from the cluster start: connecting the client,
-shipping the images, training, upscaling and writing the results. ``extra_info`` holds the
-images per second of each side (medians) and ``ratio_2_over_1`` (the median of the per-pair
-ratios; the target on the 2-core machines is >= 1.7). The machine's load average is stored
-too: on a shared, loaded machine the ratio is not worth much.
+``ratio_2_over_1`` (2w over 1w1t: the same worker, twice as many; the target on the 2-core
+machines is >= 1.7) shows how the folder scales with workers. ``ratio_2_over_1_all_threads``
+(2w over 1w) shows what a second process adds to one that already has all the cores as Numba
+threads: on small images Numba's own threads scale well, so expect little.
+
+All clusters are started and warmed up (Numba's cache loaded in every worker) before any
+timing; the sides are then alternated, one whole folder each, `ROUNDS` times. The timed call
+includes what a user waits for apart from the cluster start: connecting the client, shipping
+the images, training, upscaling and writing the results. Ratios are medians of the per-round
+ratios. The load average is stored too: on a shared, loaded machine the ratios are not worth
+much.
 """
 import logging
 import os
@@ -20,7 +27,7 @@ import time
 import numpy as np
 import pytest
 
-from engine.batch import cores, upscale_folder
+from engine.batch import cores, kept_environ, upscale_folder
 from engine.train import TrainConfig
 
 IMAGES, SIZE, ITERS, ROUNDS = 8, 48, 20, 3
@@ -42,48 +49,57 @@ def folder(tmp_path_factory):
     return path
 
 
+SIDES = {"1w1t": (1, {"NUMBA_NUM_THREADS": "1"}), "2w": (2, {}), "1w": (1, {})}
+
+
 @pytest.fixture(scope="module")
 def clusters(folder, tmp_path_factory):
-    """{workers: scheduler address} for a local cluster of 1 and one of 2 worker processes,
-    both warmed up on the folder."""
+    """{side: scheduler address} for the local clusters of SIDES, all warmed up on the folder."""
     distributed = pytest.importorskip("distributed")
+    import dask
+
     made = {}
     try:
-        for n in (1, 2):
-            made[n] = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                               dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
-                                               silence_logs=logging.ERROR)
-            r = upscale_folder(folder, tmp_path_factory.mktemp(f"warm{n}"), CFG, scheduler=made[n].scheduler_address)
+        for side, (n, env) in SIDES.items():
+            # set in the environment the worker process is spawned with (before numba is imported);
+            # kept_environ: the nanny also writes it into this process's environment
+            spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **env}
+            with kept_environ(), dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+                made[side] = distributed.LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR)
+            r = upscale_folder(folder, tmp_path_factory.mktemp(f"warm{side}"), CFG, scheduler=made[side].scheduler_address)
             assert len(r["done"]) == IMAGES, r["failed"]
-        yield {n: c.scheduler_address for n, c in made.items()}
+        yield {side: c.scheduler_address for side, c in made.items()}
     finally:
         for c in made.values():
             c.close()
 
 
-@pytest.mark.benchmark(group=f"batch {IMAGES} images {SIZE}x{SIZE}, 1 then 2 workers")
+@pytest.mark.benchmark(group=f"batch {IMAGES} images {SIZE}x{SIZE}, 1 and 2 workers alternated")
 def test_folder_throughput_1_vs_2_workers(benchmark, clusters, folder, tmp_path):
-    seconds = {1: [], 2: []}
+    seconds = {side: [] for side in SIDES}
     threads = {}
 
     def one_round():
-        for n in (1, 2):
+        for side in SIDES:
             t0 = time.perf_counter()
-            r = upscale_folder(folder, tmp_path / f"out{n}", CFG, scheduler=clusters[n], force=True)
-            seconds[n].append(time.perf_counter() - t0)
+            r = upscale_folder(folder, tmp_path / side, CFG, scheduler=clusters[side], force=True)
+            seconds[side].append(time.perf_counter() - t0)
             assert len(r["done"]) == IMAGES and not r["failed"], r["failed"]
-            threads[n] = sorted(set(r["threads"].values()))
+            threads[side] = sorted(set(r["threads"].values()))
 
     benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=0, iterations=1)
-    ips = {n: IMAGES / statistics.median(s) for n, s in seconds.items()}
-    pairs = [a / b for a, b in zip(seconds[1], seconds[2])]
+    assert threads == {"1w1t": [1], "2w": [max(1, cores() // 2)], "1w": [cores()]}, threads
+    ips = {side: IMAGES / statistics.median(s) for side, s in seconds.items()}
+    ratio = statistics.median(a / b for a, b in zip(seconds["1w1t"], seconds["2w"]))
+    ratio_all = statistics.median(a / b for a, b in zip(seconds["1w"], seconds["2w"]))
+    load = [round(v, 2) for v in os.getloadavg()]
     benchmark.extra_info.update(
-        images=IMAGES, size=SIZE, iters=ITERS, cores=cores(), rounds=len(pairs),
-        numba_threads_1worker=threads[1], numba_threads_2workers=threads[2],
-        images_per_s_1worker=round(ips[1], 3), images_per_s_2workers=round(ips[2], 3),
-        ratio_2_over_1=round(statistics.median(pairs), 3), ratios=[round(p, 3) for p in pairs],
-        load_avg=[round(v, 2) for v in os.getloadavg()],
+        images=IMAGES, size=SIZE, iters=ITERS, cores=cores(), rounds=len(seconds["2w"]),
+        numba_threads={side: threads[side] for side in SIDES},
+        images_per_s={side: round(v, 3) for side, v in ips.items()},
+        ratio_2_over_1=round(ratio, 3), ratio_2_over_1_all_threads=round(ratio_all, 3), load_avg=load,
     )
-    print(f"\n1 worker {ips[1]:.2f} img/s, 2 workers {ips[2]:.2f} img/s, "
-          f"ratio {statistics.median(pairs):.2f} (pairs {', '.join(f'{p:.2f}' for p in pairs)}), "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print("\n" + ", ".join(f"{side} ({threads[side]} Numba threads) {ips[side]:.2f} img/s" for side in SIDES)
+          + f"; 2w/1w1t {ratio:.2f}, 2w/1w {ratio_all:.2f}; load average {load[0]}")

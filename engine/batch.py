@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
@@ -54,6 +55,22 @@ def numba_threads(processes_on_host):
     import numba
 
     return max(1, min(numba.config.NUMBA_NUM_THREADS, cores() // max(1, processes_on_host)))
+
+
+@contextmanager
+def kept_environ():
+    """Put os.environ back as it was on exit. A Nanny starting a local worker writes its
+    ``distributed.nanny.pre-spawn-environ`` (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, ...)
+    into the environment of the process that starts it, where it would outlive the cluster."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for k in [k for k in os.environ if k not in saved]:
+            del os.environ[k]
+        for k, v in saved.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
 
 
 def list_images(folder):
@@ -174,70 +191,76 @@ def _run_in_process(todo, cfg, opts, result, progress):
 
 
 def _run_on_cluster(todo, cfg, opts, result, progress, scheduler, workers):
+    with kept_environ():
+        client, cluster = _connect(scheduler, workers)
+        try:
+            _submit_and_collect(client, todo, cfg, opts, result, progress)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _submit_and_collect(client, todo, cfg, opts, result, progress):
+    """Submit the images a few at a time; write each result as it arrives."""
     from distributed import as_completed
 
     from .io import atomic_write
 
-    client, cluster = _connect(scheduler, workers)
-    try:
-        info = client.scheduler_info(n_workers=-1)
-        hosts = Counter(w["host"] for w in info["workers"].values())
-        window = max(2, IN_FLIGHT_PER_THREAD * sum(w["nthreads"] for w in info["workers"].values()))
-        result["workers"] = len(info["workers"])
-        run_id = uuid.uuid4().hex[:8]
-        queue = iter(enumerate(todo))
-        running = as_completed(loop=client.loop)
-        where = {}  # future key -> (src, dst)
-        count = 0
+    info = client.scheduler_info(n_workers=-1)
+    hosts = Counter(w["host"] for w in info["workers"].values())
+    window = max(2, IN_FLIGHT_PER_THREAD * sum(w["nthreads"] for w in info["workers"].values()))
+    result["workers"] = len(info["workers"])
+    run_id = uuid.uuid4().hex[:8]
+    queue = iter(enumerate(todo))
+    running = as_completed(loop=client.loop)
+    where = {}  # future key -> (src, dst)
+    count = 0
 
-        def finish(src, error=None):
-            nonlocal count
-            if error is None:
-                result["done"].append(src.name)
-            else:
-                result["failed"].append((src.name, error))
-            count += 1
-            if progress:
-                progress(count, len(todo), src.name)
+    def finish(src, error=None):
+        nonlocal count
+        if error is None:
+            result["done"].append(src.name)
+        else:
+            result["failed"].append((src.name, error))
+        count += 1
+        if progress:
+            progress(count, len(todo), src.name)
 
-        def submit_next():
-            for i, (src, dst) in queue:
-                try:
-                    data = src.read_bytes()
-                except OSError as e:
-                    finish(src, f"{src}: cannot read it: {e.strerror or e}")
-                    continue
-                fut = client.submit(upscale_task, src.name, data, cfg, opts, dict(hosts), str(src), str(dst),
-                                    key=f"zssr-upscale-{run_id}-{i}", pure=False)
-                where[fut.key] = (src, dst)
-                running.add(fut)
-                return
-
-        for _ in range(window):
-            submit_next()
-        for fut in running:
-            src, dst = where.pop(fut.key)
+    def submit_next():
+        for i, (src, dst) in queue:
             try:
-                r = fut.result()
-            except Exception as e:  # noqa: BLE001 - a worker died, the task was cancelled, ...
-                finish(src, f"{src.name}: the task failed on the cluster ({_one_line(e)})")
+                data = src.read_bytes()
+            except OSError as e:
+                finish(src, f"{src}: cannot read it: {e.strerror or e}")
+                continue
+            fut = client.submit(upscale_task, src.name, data, cfg, opts, dict(hosts), str(src), str(dst),
+                                key=f"zssr-upscale-{run_id}-{i}", pure=False)
+            where[fut.key] = (src, dst)
+            running.add(fut)
+            return
+
+    for _ in range(window):
+        submit_next()
+    for fut in running:
+        src, dst = where.pop(fut.key)
+        try:
+            r = fut.result()
+        except Exception as e:  # noqa: BLE001 - a worker died, the task was cancelled, ...
+            finish(src, f"{src.name}: the task failed on the cluster ({_one_line(e)})")
+        else:
+            if r["worker"]:
+                result["threads"][r["worker"]] = r["threads"]
+            if r["ok"]:
+                try:
+                    atomic_write(dst, lambda tmp, data=r["data"]: Path(tmp).write_bytes(data))
+                    finish(src)
+                except UserError as e:
+                    finish(src, str(e))
             else:
-                if r["worker"]:
-                    result["threads"][r["worker"]] = r["threads"]
-                if r["ok"]:
-                    try:
-                        atomic_write(dst, lambda tmp, data=r["data"]: Path(tmp).write_bytes(data))
-                        finish(src)
-                    except UserError as e:
-                        finish(src, str(e))
-                else:
-                    finish(src, r["error"])
-            fut.release()
-            submit_next()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+                finish(src, r["error"])
+        fut.release()
+        submit_next()
 
 
 def upscale_folder(folder, outdir, cfg, kernel=None, steps=1, ensemble=None, back_projection=None, tile=None,

@@ -15,7 +15,10 @@ def cluster():
     distributed = pytest.importorskip("distributed")
     import logging
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+    from engine.batch import kept_environ
+
+    # kept_environ: the nannies would leave OMP_NUM_THREADS=1 etc. in this process's environment
+    with kept_environ(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
                                   scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR) as c:
         yield c
 
@@ -65,9 +68,13 @@ def test_the_engine_api_sets_numba_threads_per_worker(cluster, tmp_path):
 
 
 def test_workers_2_without_a_scheduler_starts_a_local_cluster(run_cli, tmp_path):
+    import os
+
     src, out = make_folder(tmp_path / "in", broken=False, names=("a.png", "b.png")), tmp_path / "out"
+    env = dict(os.environ)
     code, stdout, stderr = run_cli("upscale", src, "-o", out, *TINY, "--workers", "2")
     assert code == 0, stderr
+    assert dict(os.environ) == env  # the nannies' OMP_NUM_THREADS=1 etc. did not leak into this process
     assert "2 upscaled, 0 already done, 0 failed" in stdout and "2 worker(s)" in stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
