@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from .._numba import jit, pjit
-from .gemm_tile import lanes, tile_1x1, tile_1x2, tile_1x4, tile_4x4, tile_8x1, tile_8x2
+from .gemm_tile import lanes, tile_1x1, tile_1x2, tile_1x4, tile_4x4, tile_6x4, tile_8x1, tile_8x2
 
 POST_NONE, POST_RELU, POST_MASK = 0, 1, 2
 
@@ -61,9 +61,13 @@ def padded_buffer(n, h, w, c, dtype):
 def _rows_of_tiles(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, scp, K, nth, ntw, rows, nv):
     """C[r, :] += sum_taps A_tap[r, :K] @ B_tap[:K, :] for r in range(rows), in tiles of P
     rows (see gemm_tile). `nv` (4, 2 or 1) vectors per row of C; rows left over at the end
-    go one at a time."""
+    go in smaller tiles. (6 x 4 vectors: 24 accumulators; measured a few per cent faster
+    than 4 x 4 for predict, the same for a training step.)"""
     r = 0
     if nv == 4:
+        while r + 6 <= rows:
+            tile_6x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 6
         while r + 4 <= rows:
             tile_4x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
             r += 4

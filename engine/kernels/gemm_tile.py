@@ -117,9 +117,10 @@ def make_tile(P, NV):
     return tile
 
 
-# The tiles the convolutions use: P rows x NV vectors. 16 accumulators at most, so that
+# The tiles the convolutions use: P rows x NV vectors. 24 accumulators at most, so that
 # the accumulators, NV rows of B and a broadcast fit in the 32 vector registers.
 tile_4x4 = make_tile(4, 4)
+tile_6x4 = make_tile(6, 4)
 tile_1x4 = make_tile(1, 4)
 tile_8x2 = make_tile(8, 2)
 tile_1x2 = make_tile(1, 2)
