@@ -170,14 +170,20 @@ def scale_schedule(in_hw, scale=None, size=None, steps=1):
 
 # The 8 dihedral transforms as (k, flip): forward t(x) = rot90(fliplr(x) if flip else x, k)
 def _tiles(n, tile, halo):
-    """Per axis: [(lo, hi, w0)], tile [lo, hi) computed from the window [w0, w0 + wn)."""
+    """Per axis: [(lo, hi, w0)], tile [lo, hi) computed from the window [w0, w0 + wn).
+
+    Windows start on even coordinates and have the parity of the image's side: the
+    Winograd kernels compute in 2x2 blocks, and a pixel must fall at the same place of
+    its block (also after the flips of the ensemble) tiled or not, for bitwise results."""
     count = -(-n // tile)
     size = -(-n // count)  # nearly equal tiles of at most `tile`
-    wn = min(n, size + 2 * halo)
+    wn = min(n, size + 2 * halo + 2)
+    if (n - wn) % 2:
+        wn += 1
     out = []
     for lo in range(0, n, size):
         hi = min(n, lo + size)
-        w0 = min(max(lo - halo, 0), n - wn)
+        w0 = min(max(lo - halo, 0) // 2 * 2, n - wn)
         out.append((lo, hi, w0))
     return out, wn
 

@@ -31,7 +31,8 @@ import numba
 import numpy as np
 
 from .._numba import jit, pjit
-from .gemm_tile import lanes, tile_1x1, tile_1x2, tile_1x4, tile_4x4, tile_6x4, tile_8x1, tile_8x2
+from . import winograd
+from .gemm_tile import _block, _rows_of_tiles, lanes
 
 POST_NONE, POST_RELU, POST_MASK = 0, 1, 2
 
@@ -56,45 +57,6 @@ def padded_buffer(n, h, w, c, dtype):
 # ---------------------------------------------------------------------------------------
 # Kernels on padded buffers
 # ---------------------------------------------------------------------------------------
-
-@jit
-def _rows_of_tiles(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, scp, K, nth, ntw, rows, nv):
-    """C[r, :] += sum_taps A_tap[r, :K] @ B_tap[:K, :] for r in range(rows), in tiles of P
-    rows (see gemm_tile). `nv` (4, 2 or 1) vectors per row of C; rows left over at the end
-    go in smaller tiles. (6 x 4 vectors: 24 accumulators; measured a few per cent faster
-    than 4 x 4 for predict, the same for a training step.)"""
-    r = 0
-    if nv == 4:
-        while r + 6 <= rows:
-            tile_6x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 6
-        while r + 4 <= rows:
-            tile_4x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 4
-        while r < rows:
-            tile_1x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 1
-    elif nv == 2:
-        while r + 8 <= rows:
-            tile_8x2(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 8
-        while r < rows:
-            tile_1x2(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 1
-    else:
-        while r + 8 <= rows:
-            tile_8x1(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 8
-        while r < rows:
-            tile_1x1(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 1
-
-
-@jit
-def _block(nvec):
-    """Vectors per tile row: 4 when the channels allow, else 2, else 1."""
-    return 4 if nvec % 4 == 0 else (2 if nvec % 2 == 0 else 1)
-
 
 @pjit
 def _forward_kernel(xp, w9, bias, yp, post, mask, L):
@@ -209,11 +171,27 @@ def _reduce_partials(part, dbpart, transposed, dw, db):
         db[o] = s
 
 
-def forward_into(xp, w9, bias, yp, post=POST_NONE, mask=None):
-    """yp interior = post(conv(xp, w9) + bias). See the module docstring for the layouts."""
+ALGORITHMS = ("auto", "direct", "winograd")
+
+
+def forward_into(xp, w9, bias, yp, post=POST_NONE, mask=None, algorithm="auto"):
+    """yp interior = post(conv(xp, w9) + bias). See the module docstring for the layouts.
+
+    algorithm: "direct" (the tiled direct convolution), "winograd" (F(2x2, 3x3), see
+    winograd.py; needs >= 16 input channels and whole blocks of output channels) or
+    "auto": Winograd where it applies, else direct."""
     if mask is None:
         mask = yp
-    _forward_kernel(xp, w9, bias, yp, post, mask, lanes(yp.dtype))
+    wino = winograd.applicable(w9.shape[1], w9.shape[2], yp.dtype)
+    if algorithm == "winograd" and not wino:
+        raise ValueError(f"winograd needs >= 16 input channels and output channels in blocks of "
+                         f"{4 * lanes(yp.dtype)}, got {w9.shape[1]} -> {w9.shape[2]}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if wino and algorithm != "direct":
+        winograd.forward_into(xp, w9, bias, yp, post, mask)
+    else:
+        _forward_kernel(xp, w9, bias, yp, post, mask, lanes(yp.dtype))
 
 
 class Partials:
@@ -292,9 +270,10 @@ def _pad_input(x4):
     return xp
 
 
-def conv3x3_forward(x, w, b=None, relu=False):
+def conv3x3_forward(x, w, b=None, relu=False, algorithm="auto"):
     """y = conv3x3(x, w) + b, optionally followed by ReLU. Returns a new array shaped like x
-    with Cout channels. x (H, W, Cin) or (N, H, W, Cin); w (3, 3, Cin, Cout); b (Cout,)."""
+    with Cout channels. x (H, W, Cin) or (N, H, W, Cin); w (3, 3, Cin, Cout); b (Cout,).
+    algorithm: "auto", "direct" or "winograd" (see `forward_into`)."""
     _check_args(x, w, b)
     x4 = x if x.ndim == 4 else x[None]
     n, h, wd, cin = x4.shape
@@ -304,12 +283,12 @@ def conv3x3_forward(x, w, b=None, relu=False):
     bp = np.zeros(cop, x.dtype)
     pack_forward(w, b, w9, bp)
     yp = padded_buffer(n, h, wd, cout, x.dtype)
-    forward_into(_pad_input(x4), w9, bp, yp, POST_RELU if relu else POST_NONE)
+    forward_into(_pad_input(x4), w9, bp, yp, POST_RELU if relu else POST_NONE, algorithm=algorithm)
     y = np.ascontiguousarray(yp[:, 1:-1, 1:-1, :cout])
     return y if x.ndim == 4 else y[0]
 
 
-def conv3x3_backward(x, w, dy, need_dx=True):
+def conv3x3_backward(x, w, dy, need_dx=True, algorithm="auto"):
     """Gradients of a 3x3 convolution: returns (dx, dw, db) given its input x, weights w and
     the gradient dy of the loss with respect to its output (no ReLU: apply `relu_backward`
     first). dx is None when need_dx is False."""
@@ -335,7 +314,7 @@ def conv3x3_backward(x, w, dy, need_dx=True):
         wT9 = np.zeros((9, cout, cip), x.dtype)
         pack_backward(w, wT9)
         dxp = padded_buffer(n, h, wd, cin, x.dtype)
-        forward_into(dyp, wT9, np.zeros(cip, x.dtype), dxp)
+        forward_into(dyp, wT9, np.zeros(cip, x.dtype), dxp, algorithm=algorithm)
         dx = np.ascontiguousarray(dxp[:, 1:-1, 1:-1, :cin])
         if x.ndim == 3:
             dx = dx[0]

@@ -1,0 +1,232 @@
+"""Winograd F(2x2, 3x3): the same 3x3 convolution with 2.25x fewer multiplications.
+
+For a 2x2 block of outputs, the 4x4 input patch d that feeds it and a 3x3 kernel g:
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise, over the 16 positions)
+
+    B^T = [[1,  0, -1,  0],     G = [[1,    0,   0 ],     A^T = [[1, 1,  1,  0],
+           [0,  1,  1,  0],          [1/2,  1/2, 1/2],            [0, 1, -1, -1]]
+           [0, -1,  1,  0],          [1/2, -1/2, 1/2],
+           [0,  1,  0, -1]]          [0,    0,   1 ]]
+
+Summed over input channels, position by position, the middle product becomes 16 matrix
+products, one per position xi of the 4x4 transform:
+
+    M[xi][tile, o] = sum_i V[xi][tile, i] * U[xi][i, o]
+    with V = B^T d B (input transform), U = G g G^T (weight transform)
+
+which is 16 * Cin * Cout multiply-adds per 2x2 outputs, against 9 * 4 * Cin * Cout directly.
+The products run on the same register tile as the direct convolution (gemm_tile); the
+transforms are a few additions per value, done in the same pass.
+
+Layout: the input is a padded buffer as in conv3x3 (N, H+2, W+2, Cx); the output block at
+rows 2ty, 2ty+1 and columns 2tx, 2tx+1 reads padded rows 2ty..2ty+3 and columns
+2tx..2tx+3 (rows or columns past the buffer, when H or W is odd, read as zero). Each task
+is one row of blocks of one image, in chunks of `TXB` blocks so that its V and M (16 x TXB x
+C each) stay in the core's cache; every thread has its own V and M.
+
+Rounding differs from the direct convolution by a few units in the last place, and
+depends on where a pixel falls in its 2x2 block: infer.py aligns its tiles to even
+coordinates so that tiled inference stays bitwise equal to untiled.
+"""
+import numba
+import numpy as np
+
+from .._numba import jit, pjit
+from .gemm_tile import _block, _rows_of_tiles, lanes, wino_in
+
+TXB = 32  # blocks per chunk
+
+
+@jit
+def transform_weights(w9, U):
+    # w9 (9, Ci, Co) taps row-major -> U (16, Ci, Co) = G g G^T for every (i, o)
+    Ci = w9.shape[1]
+    Co = w9.shape[2]
+    for i in range(Ci):
+        for o in range(Co):
+            g00 = w9[0, i, o]
+            g01 = w9[1, i, o]
+            g02 = w9[2, i, o]
+            g10 = w9[3, i, o]
+            g11 = w9[4, i, o]
+            g12 = w9[5, i, o]
+            g20 = w9[6, i, o]
+            g21 = w9[7, i, o]
+            g22 = w9[8, i, o]
+            # rows of G g: (4 x 3)
+            a0, a1, a2 = g00, g01, g02
+            b0, b1, b2 = 0.5 * (g00 + g10 + g20), 0.5 * (g01 + g11 + g21), 0.5 * (g02 + g12 + g22)
+            c0, c1, c2 = 0.5 * (g00 - g10 + g20), 0.5 * (g01 - g11 + g21), 0.5 * (g02 - g12 + g22)
+            d0, d1, d2 = g20, g21, g22
+            # (G g) G^T, row by row: [x0, (x0+x1+x2)/2, (x0-x1+x2)/2, x2]
+            U[0, i, o] = a0
+            U[1, i, o] = 0.5 * (a0 + a1 + a2)
+            U[2, i, o] = 0.5 * (a0 - a1 + a2)
+            U[3, i, o] = a2
+            U[4, i, o] = b0
+            U[5, i, o] = 0.5 * (b0 + b1 + b2)
+            U[6, i, o] = 0.5 * (b0 - b1 + b2)
+            U[7, i, o] = b2
+            U[8, i, o] = c0
+            U[9, i, o] = 0.5 * (c0 + c1 + c2)
+            U[10, i, o] = 0.5 * (c0 - c1 + c2)
+            U[11, i, o] = c2
+            U[12, i, o] = d0
+            U[13, i, o] = 0.5 * (d0 + d1 + d2)
+            U[14, i, o] = 0.5 * (d0 - d1 + d2)
+            U[15, i, o] = d2
+
+
+@pjit
+def _winograd_kernel(xp, U, bias, yp, post, mask, V, M, patch, L):
+    # xp (N, H+2, W+2, Cx)   U (16, Ci, Co)   bias (Co,)   yp, mask (N, H+2, W+2, Co)
+    # V (T, 16, TXB, Ci), M (T, 16, TXB, Co), patch (T, 4, 4, Ci): per-thread scratch
+    # yp interior = post(bias + conv3x3(xp)), post: 0 none, 1 ReLU, 2 zero where mask <= 0
+    N, Hp, Wp, Cx = xp.shape
+    TY = (Hp - 1) // 2
+    TX = (Wp - 1) // 2
+    nchunk = (TX + V.shape[2] - 1) // V.shape[2]
+    for task in numba.prange(N * TY * nchunk):
+        tid = numba.get_thread_id()
+        _winograd_task(xp, U, bias, yp, post, mask, V[tid], M[tid], patch[tid], L,
+                       task // (TY * nchunk), (task // nchunk) % TY, (task % nchunk) * V.shape[2])
+
+
+@jit
+def _winograd_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, L, n, ty, tx0):
+    # one row ty of 2x2 output blocks of image n, blocks tx0 .. tx0 + TXB - 1
+    N, Hp, Wp, Cx = xp.shape
+    H = Hp - 2
+    W = Wp - 2
+    Ci = U.shape[1]
+    Co = U.shape[2]
+    txb = Vt.shape[1]
+    nv = _block(Co // L)
+    bw = nv * L
+    ntx = min(txb, (W + 1) // 2 - tx0)
+    xf = xp.reshape(xp.size)
+    uf = U.reshape(U.size)
+    yf = yp.reshape(yp.size)
+    mf = mask.reshape(mask.size)
+    vf = Vt.reshape(Vt.size)
+    mtf = Mt.reshape(Mt.size)
+    rowstride = Wp * Cx
+    nrows = min(4, Hp - 2 * ty)
+    # input transform: V[xi, t, i]
+    for t in range(ntx):
+        tx = tx0 + t
+        ncols = min(4, Wp - 2 * tx)
+        if nrows == 4 and ncols == 4:
+            wino_in(xf, ((n * Hp + 2 * ty) * Wp + 2 * tx) * Cx, rowstride, Cx, Ci // L, vf, t * Ci, txb * Ci)
+        else:  # past the bottom or right edge (odd H or W): a zero-padded copy of the patch
+            pt[...] = 0.0
+            for r in range(nrows):
+                for c in range(ncols):
+                    pt[r, c, :] = xp[n, 2 * ty + r, 2 * tx + c, :Ci]
+            wino_in(pt.reshape(pt.size), 0, 4 * Ci, Ci, Ci // L, vf, t * Ci, txb * Ci)
+    # 16 products M[xi] = V[xi] @ U[xi]
+    Mt[:, :ntx, :] = 0.0
+    for xi in range(16):
+        for cb in range(Co // bw):
+            _rows_of_tiles(vf, xi * txb * Ci, Ci, 1, 0, 0, uf, xi * Ci * Co + cb * bw, Co, 0,
+                           mtf, xi * txb * Co + cb * bw, Co, Ci, 1, 1, ntx, nv)
+    # output transform: A^T M A, plus bias, then post
+    for t in range(ntx):
+        j0 = 2 * (tx0 + t)
+        _output_transform(Mt, t, bias, yf, mf, ((n * Hp + 2 * ty + 1) * Wp + j0 + 1) * Co, Wp * Co, Co,
+                          2 * ty + 1 < H, j0 + 1 < W, post)
+
+
+@jit
+def _output_transform(Mt, t, bias, yf, mf, o00, rowstride, Co, has_r, has_c, post):
+    # y (2x2, each Co channels, the first at yf[o00]) = post(A^T M[:, t] A + bias)
+    y00 = yf[o00:o00 + Co]
+    y01 = yf[o00 + Co:o00 + 2 * Co] if has_c else y00
+    y10 = yf[o00 + rowstride:o00 + rowstride + Co] if has_r else y00
+    y11 = yf[o00 + rowstride + Co:o00 + rowstride + 2 * Co] if (has_r and has_c) else y00
+    # one loop per kind of post-processing, so that each loop is branch-free and vectorised
+    if post == 1:
+        _out_loop(Mt, t, bias, Co, y00, y01, y10, y11, y00, y01, y10, y11, 1)
+    elif post == 2:
+        k00 = mf[o00:o00 + Co]
+        k01 = mf[o00 + Co:o00 + 2 * Co] if has_c else k00
+        k10 = mf[o00 + rowstride:o00 + rowstride + Co] if has_r else k00
+        k11 = mf[o00 + rowstride + Co:o00 + rowstride + 2 * Co] if (has_r and has_c) else k00
+        _out_loop(Mt, t, bias, Co, y00, y01, y10, y11, k00, k01, k10, k11, 2)
+    else:
+        _out_loop(Mt, t, bias, Co, y00, y01, y10, y11, y00, y01, y10, y11, 0)
+
+
+@jit(inline="always")
+def _out_loop(Mt, t, bias, Co, y00, y01, y10, y11, k00, k01, k10, k11, post):
+    m0, m1, m2, m3 = Mt[0, t], Mt[1, t], Mt[2, t], Mt[3, t]
+    m4, m5, m6, m7 = Mt[4, t], Mt[5, t], Mt[6, t], Mt[7, t]
+    m8, m9, m10, m11 = Mt[8, t], Mt[9, t], Mt[10, t], Mt[11, t]
+    m12, m13, m14, m15 = Mt[12, t], Mt[13, t], Mt[14, t], Mt[15, t]
+    for o in range(Co):
+        # A^T M: rows [m0 + m1 + m2, m1 - m2 - m3] over the 4 rows of M, then the same on columns
+        r00 = m0[o] + m4[o] + m8[o]
+        r01 = m1[o] + m5[o] + m9[o]
+        r02 = m2[o] + m6[o] + m10[o]
+        r03 = m3[o] + m7[o] + m11[o]
+        r10 = m4[o] - m8[o] - m12[o]
+        r11 = m5[o] - m9[o] - m13[o]
+        r12 = m6[o] - m10[o] - m14[o]
+        r13 = m7[o] - m11[o] - m15[o]
+        b = bias[o]
+        a00 = r00 + r01 + r02 + b
+        a01 = r01 - r02 - r03 + b
+        a10 = r10 + r11 + r12 + b
+        a11 = r11 - r12 - r13 + b
+        if post == 1:
+            a00 = max(a00, 0.0)
+            a01 = max(a01, 0.0)
+            a10 = max(a10, 0.0)
+            a11 = max(a11, 0.0)
+        elif post == 2:
+            a00 = a00 if k00[o] > 0 else 0.0
+            a01 = a01 if k01[o] > 0 else 0.0
+            a10 = a10 if k10[o] > 0 else 0.0
+            a11 = a11 if k11[o] > 0 else 0.0
+        # written in reverse so that a missing row/column (aliased to y00) ends with y00's value
+        y11[o] = a11
+        y10[o] = a10
+        y01[o] = a01
+        y00[o] = a00
+
+
+def applicable(ci, co, dtype):
+    """Winograd pays for the wide layers: at least 16 input channels in whole vectors, and
+    whole blocks of 4 vectors of output channels (64 float32, 32 float64)."""
+    L = lanes(dtype)
+    return ci >= 16 and ci % L == 0 and co % (4 * L) == 0
+
+
+class Workspace:
+    """The weight transform U and the per-thread V and M of one layer shape."""
+
+    def __init__(self, ci, co, dtype, txb=TXB):
+        t = numba.config.NUMBA_NUM_THREADS
+        self.U = np.zeros((16, ci, co), dtype)
+        self.V = np.zeros((t, 16, txb, ci), dtype)
+        self.M = np.zeros((t, 16, txb, co), dtype)
+        self.patch = np.zeros((t, 4, 4, ci), dtype)
+
+
+_workspaces = {}
+
+
+def workspace(ci, co, dtype):
+    key = (ci, co, np.dtype(dtype).str)
+    ws = _workspaces.get(key)
+    if ws is None:
+        ws = _workspaces[key] = Workspace(ci, co, dtype)
+    return ws
+
+
+def forward_into(xp, w9, bias, yp, post, mask):
+    """The Winograd form of conv3x3.forward_into (same arguments and result)."""
+    ws = workspace(w9.shape[1], w9.shape[2], w9.dtype)
+    transform_weights(w9, ws.U)
+    _winograd_kernel(xp, ws.U, bias, yp, post, mask, ws.V, ws.M, ws.patch, lanes(yp.dtype))
