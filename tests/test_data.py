@@ -1,0 +1,79 @@
+"""Internal training pairs: shapes, determinism, flips, kernels."""
+import numpy as np
+import pytest
+
+from engine.data import CropSampler, Pyramid, degrade, dihedral, dihedral_inverse, load_kernel, shrink_to
+from engine.errors import UserError
+from engine.kernels.resize import resize
+
+
+def img(h=50, w=60, seed=0):
+    return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+
+
+def test_degrade_is_down_then_up_to_the_same_shape():
+    x = img()
+    b = degrade(x, 2.0)
+    assert b.shape == x.shape and b.dtype == np.float32
+    assert np.allclose(b, resize(resize(x, shape=(25, 30)), shape=(50, 60)), atol=1e-6)
+    assert degrade(img(7, 9), 2.0).shape == (7, 9, 3)  # odd sides: the son is rounded
+
+
+def test_degrade_with_noise_and_kernel():
+    x = img()
+    rng = np.random.default_rng(0)
+    k = np.ones((5, 5)) / 25
+    assert not np.allclose(degrade(x, 2.0, noise=0.05, rng=rng), degrade(x, 2.0))
+    assert degrade(x, 2.0, kernel=k).shape == x.shape
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_dihedral_inverse(k):
+    x = img(5, 7)
+    assert np.array_equal(dihedral_inverse(dihedral(x, k), k), x)
+    assert len({dihedral(x, j).tobytes() for j in range(8)}) == 8
+
+
+def test_crop_sampler_is_deterministic_and_shaped():
+    s = CropSampler(img(80, 90), 2.0, crop=32)
+    a = [s.sample(np.random.default_rng(1)) for _ in range(1)][0]
+    b = s.sample(np.random.default_rng(1))
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    for _ in range(5):
+        blurry, sharp = s.sample(np.random.default_rng(_))
+        assert blurry.shape == sharp.shape == (32, 32, 3)
+    small = CropSampler(img(20, 24), 2.0, crop=128)  # smaller than the crop: whole copies
+    blurry, sharp = small.sample(np.random.default_rng(0))
+    assert blurry.shape == sharp.shape and max(sharp.shape[:2]) <= 24
+
+
+def test_pyramid_levels_and_too_small():
+    p = Pyramid(img(60, 80), 2.0, levels=3, smallest=0.5)
+    assert [s.shape[:2] for _, s in p.pairs] == [(60, 80), (45, 60), (30, 40)]
+    with pytest.raises(UserError, match="too small"):
+        Pyramid(img(3, 3), 2.0)
+
+
+def test_shrink_to():
+    assert shrink_to(img(100, 50), 40).shape == (40, 20, 3)
+    x = img(30, 20)
+    assert shrink_to(x, 40) is x and shrink_to(x, 0) is x
+
+
+def test_load_kernel(tmp_path):
+    from scipy.io import savemat
+
+    k = np.arange(1, 10, dtype=np.float64).reshape(3, 3)
+    np.save(tmp_path / "k.npy", k)
+    savemat(tmp_path / "k.mat", {"Kernel": k})
+    for f in ("k.npy", "k.mat"):
+        got = load_kernel(tmp_path / f)
+        assert np.allclose(got, k / k.sum()) and np.isclose(got.sum(), 1)
+    np.save(tmp_path / "bad.npy", np.zeros((3,)))
+    with pytest.raises(UserError, match="2-D"):
+        load_kernel(tmp_path / "bad.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match="cannot read"):
+        load_kernel(tmp_path / "obj.npy")
+    with pytest.raises(UserError, match="does not exist"):
+        load_kernel(tmp_path / "missing.npy")
