@@ -71,7 +71,7 @@ Noise = Annotated[Optional[float], typer.Option(help="Std of Gaussian noise adde
 Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives bitwise the same weights.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 Ensemble = Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", help="Median over the 8 flips/rotations (zssr default: on).")]
-BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back-projection iterations per step (zssr default 2).")]
+BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back-projection iterations per step (zssr default 10).")]
 Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles of this many pixels (exact result).")]
 Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]

@@ -15,7 +15,7 @@ from .errors import UserError
 def infer_options(cfg, ensemble=None, back_projection=None):
     """(ensemble, back_projection): the explicit choices, else the model's stored defaults."""
     ens = bool(cfg.get("ensemble", True)) if ensemble is None else bool(ensemble)
-    bp = int(cfg.get("back_projection", 2)) if back_projection is None else int(back_projection)
+    bp = int(cfg.get("back_projection", 10)) if back_projection is None else int(back_projection)
     if bp < 0:
         raise UserError(f"--back-projection must be >= 0, got {bp}")
     return ens, bp

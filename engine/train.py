@@ -55,7 +55,7 @@ class TrainConfig:
     min_lr: float = 9e-6
     min_iters: int = 256
     ensemble: bool = True          # inference defaults stored with the model
-    back_projection: int = 2
+    back_projection: int = 10
 
     @classmethod
     def preset_defaults(cls, preset):
