@@ -7,7 +7,6 @@ A user mistake prints one line on stderr and exits with status 2; nothing is wri
 import functools
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -337,9 +336,6 @@ def infer(
 
         comparison(compare, inp.rgb, sr)
     typer.echo(f"wrote {output} ({sr.shape[1]}x{sr.shape[0]})")
-
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
 
 @app.command()

@@ -33,8 +33,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
+from .io import list_images
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 CONNECT_TIMEOUT = 5.0  # seconds to reach a scheduler, and to wait for its first worker
 IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead, per worker thread of the cluster
 
@@ -73,19 +73,10 @@ def kept_environ():
                 os.environ[k] = v
 
 
-def list_images(folder):
-    """The image files of `folder` (by extension), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-
-
 def plan(folder, outdir, force=False):
     """Check the folders and create `outdir`; returns (todo [(src, dst)], skipped [names])."""
     folder, outdir = Path(folder), Path(outdir)
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder" if folder.exists() else f"{folder} does not exist")
     files = list_images(folder)
-    if not files:
-        raise UserError(f"{folder} holds no images ({', '.join(IMAGE_EXTS)})")
     if outdir.exists() and not outdir.is_dir():
         raise UserError(f"{outdir} is a file; with a folder input, --output must be a folder")
     if outdir.resolve() == folder.resolve():

@@ -9,16 +9,15 @@ See ``data/README.md`` in the shared folder for the protocol and reference figur
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 from engine import metrics
 from engine.errors import UserError
+from engine.io import IMAGE_SUFFIXES, list_images
 
 __all__ = ["IMAGE_SUFFIXES", "make_lr", "list_images", "evaluate_folder", "format_table"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 _SCORES = ("bicubic_psnr", "bicubic_ssim", "psnr", "ssim", "seconds")
 
@@ -48,20 +47,6 @@ def make_lr(hr, scale):
     s = int(scale)
     lr = _resize(hr, scale=1.0 / s, shape=(hr.shape[0] // s, hr.shape[1] // s))
     return hr, metrics.quantize(lr)
-
-
-def list_images(folder):
-    """The image files (png, jpg, jpeg, bmp, tif, tiff) directly in ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise UserError(f"folder not found: {folder}")
-    if not folder.is_dir():
-        raise UserError(f"not a folder: {folder}")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) in {folder}")
-    return files
 
 
 def evaluate_folder(folder, scale, sr_fn, progress=None, on_row=None):

@@ -699,3 +699,21 @@ def _write_pixels(tmp, data, fmt, depth):
         )
     else:
         iio.imwrite(tmp, data, extension="." + fmt.name.lower(), plugin="pillow")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+"""What counts as an image in a folder (by extension)."""
+
+
+def list_images(folder):
+    """The image files directly in ``folder`` (by extension), sorted by name. A missing
+    folder, a file instead of a folder, or a folder without images is a UserError."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise UserError(f"folder {folder} does not exist")
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"{folder} holds no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
+    return files

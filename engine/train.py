@@ -137,6 +137,9 @@ class Trainer:
             self.total = cfg.iters
             self.pyramid = None
         self.recon_in = degrade(self.img, cfg.scale, kernel) if cfg.eval_every else None
+        # the reconstruction error of doing nothing (the blurry twin itself): a network far
+        # worse than that has diverged, even while its numbers are still finite
+        self.recon_base = float(np.mean((self.recon_in - self.img) ** 2)) if cfg.eval_every else None
         self.iteration = 0
         self.history = {"iter": [], "loss": []}
         self.evals = {"iter": [], "recon": [], "lr": [], "psnr": []}
@@ -206,6 +209,9 @@ class Trainer:
         self.evals["psnr"].append(self.psnr_against_gt() if self.gt is not None else float("nan"))
         if not np.isfinite(rec) or not all(np.all(np.isfinite(p)) for p in self.net.params):
             self._recover(f"weights or reconstruction became non-finite at iteration {self.iteration}")
+            return
+        if rec > 100.0 * max(self.recon_base, 1e-6):
+            self._recover(f"reconstruction error exploded at iteration {self.iteration} ({rec:.3g})")
             return
         dead = self.net.dead_layers()
         if dead:

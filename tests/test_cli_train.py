@@ -1,7 +1,6 @@
 """`zssr train` end to end: presets, plots and logs, kernels, determinism, exact resume,
 SIGINT, and bad input. Tiny images and few iterations keep it fast."""
 import os
-import signal
 import subprocess
 import sys
 

@@ -301,7 +301,6 @@ def conv3x3_backward(x, w, dy, need_dx=True, algorithm="auto"):
     dy4 = dy if dy.ndim == 4 else dy[None]
     n, h, wd, cin = x4.shape
     cout = w.shape[3]
-    cop = padded_channels(cout, x.dtype)
     dyp = padded_buffer(n, h, wd, cout, x.dtype)
     dyp[:, 1:-1, 1:-1, :cout] = dy4
     xp = _pad_input(x4)
