@@ -93,6 +93,7 @@ class Network:
         self._wT9 = [np.zeros((9, co, K.padded_channels(ci, self.dtype)), self.dtype)
                      for ci, co in zip(self.widths_in, self.widths_out)]
         self._parts = [K.Partials(ci, co, self.dtype) for ci, co in zip(self.widths_in, self.widths_out)]
+        self.algorithm = "auto"  # convolution algorithm: "auto" (Winograd where it applies) or "direct"
         self._zero_bias = [np.zeros(K.padded_channels(ci, self.dtype), self.dtype) for ci in self.widths_in]
         self._cache = OrderedDict()
         self._saved = None
@@ -172,7 +173,8 @@ class Network:
         src = buf.x
         for l in range(self.depth):
             last = l == self.depth - 1
-            K.forward_into(src, self._w9[l], self._bp[l], buf.acts[l], K.POST_NONE if last else K.POST_RELU)
+            K.forward_into(src, self._w9[l], self._bp[l], buf.acts[l], K.POST_NONE if last else K.POST_RELU,
+                           algorithm=self.algorithm)
             src = buf.acts[l]
         np.copyto(buf.out, src[:, 1:-1, 1:-1, :_IN])
         if self.residual:
@@ -202,10 +204,11 @@ class Network:
         g[:, 1:-1, 1:-1, :_IN] = buf.dout
         for l in range(self.depth - 1, -1, -1):
             src = buf.acts[l - 1] if l > 0 else buf.x
-            K.weight_grad_into(src, g, self._parts[l], self.dweights[l], self.dbiases[l])
+            K.weight_grad_into(src, g, self._parts[l], self.dweights[l], self.dbiases[l], algorithm=self.algorithm)
             if l > 0:
                 g_prev = buf.g[l % 2]
-                K.forward_into(g, self._wT9[l], self._zero_bias[l], g_prev, K.POST_MASK, mask=src)
+                K.forward_into(g, self._wT9[l], self._zero_bias[l], g_prev, K.POST_MASK, mask=src,
+                               algorithm=self.algorithm)
                 g = g_prev
             elif need_dx:
                 if buf.dx is None:
@@ -237,7 +240,8 @@ class Network:
         for l in range(self.depth):
             last = l == self.depth - 1
             dst = buf.last if last else buf.ping[l % 2]
-            K.forward_into(src, self._w9[l], self._bp[l], dst, K.POST_NONE if last else K.POST_RELU)
+            K.forward_into(src, self._w9[l], self._bp[l], dst, K.POST_NONE if last else K.POST_RELU,
+                           algorithm=self.algorithm)
             src = dst
         y = np.empty(x.shape, self.dtype) if out is None else out
         y4 = y if y.ndim == 4 else y[None]

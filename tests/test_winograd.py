@@ -28,6 +28,26 @@ def test_winograd_forward_and_input_grad_match_reference(dtype, shape, ci, co):
         assert err < TOL[dtype], f"dx: {err:.2e}"
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,ci,co", SHAPES)
+def test_winograd_weight_gradient_matches_reference(dtype, shape, ci, co):
+    """F(3x3, 2x2): dW and db against the naive sums, odd sides included."""
+    x, w, _, dy = make(shape, ci, co, seed=6)
+    x, w, dy = (a.astype(dtype) for a in (x, w, dy))
+    _, dw, db = engine.conv3x3_backward(x, w, dy, need_dx=False, algorithm="winograd")
+    _, rdw, rdb = conv_backward(x, w, dy)
+    assert rel_err(dw, rdw) < TOL[dtype], f"dw: {rel_err(dw, rdw):.2e}"
+    assert rel_err(db, rdb) < TOL[dtype], f"db: {rel_err(db, rdb):.2e}"
+
+
+def test_winograd_weight_gradient_is_deterministic():
+    x, w, _, dy = make((2, 17, 23), 64, 64, seed=7)
+    x, w, dy = (a.astype(np.float32) for a in (x, w, dy))
+    a = engine.conv3x3_backward(x, w, dy, algorithm="winograd")
+    b = engine.conv3x3_backward(x, w, dy, algorithm="winograd")
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
 def test_auto_uses_winograd_only_where_it_applies():
     assert winograd.applicable(64, 64, np.float32) and winograd.applicable(16, 64, np.float32)
     assert not winograd.applicable(3, 64, np.float32)       # first layer

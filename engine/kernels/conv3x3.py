@@ -212,8 +212,18 @@ class Partials:
         self.dbpart = np.zeros((t, cop), dtype)
 
 
-def weight_grad_into(xp, dyp, partials, dw, db):
-    """dw, db (in place) = gradients of the layer whose input is xp and output gradient dyp."""
+def weight_grad_into(xp, dyp, partials, dw, db, algorithm="auto"):
+    """dw, db (in place) = gradients of the layer whose input is xp and output gradient dyp.
+    algorithm: as for `forward_into` (Winograd F(3x3, 2x2) for the wide layers)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    wino = winograd.applicable(dw.shape[2], dyp.shape[3], dyp.dtype) and dw.shape[3] == dyp.shape[3]
+    if algorithm == "winograd" and not wino:
+        raise ValueError(f"winograd needs >= 16 input channels and output channels in blocks of "
+                         f"{4 * lanes(dyp.dtype)}, got {dw.shape[2]} -> {dw.shape[3]}")
+    if wino and algorithm != "direct":
+        winograd.weight_grad_into(xp, dyp, dw, db)
+        return
     p = partials
     _weight_grad_kernel(xp, dyp, p.part, p.dbpart, p.transposed, lanes(dyp.dtype))
     _reduce_partials(p.part, p.dbpart, p.transposed, dw, db)
@@ -306,7 +316,7 @@ def conv3x3_backward(x, w, dy, need_dx=True, algorithm="auto"):
     xp = _pad_input(x4)
     dw = np.empty_like(w)
     db = np.empty(cout, x.dtype)
-    weight_grad_into(xp, dyp, Partials(cin, cout, x.dtype), dw, db)
+    weight_grad_into(xp, dyp, Partials(cin, cout, x.dtype), dw, db, algorithm=algorithm)
     dx = None
     if need_dx:
         cip = padded_channels(cin, x.dtype)

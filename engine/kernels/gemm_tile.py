@@ -177,6 +177,61 @@ def make_winograd_input_transform():
 wino_in = make_winograd_input_transform()
 
 
+def make_winograd_dy_transform():
+    """Build the intrinsic ``wino_dy(g, base, rowstride, cx, nblk, d, doff, ds)``.
+
+    For one 2x2 block of an output gradient (element (r, c, channel o) at
+    ``g[base + r*rowstride + c*cx + o]``) it writes D = A g A^T (4x4, the Winograd
+    transform of the weight gradient, see winograd.py), D[xi, o] at ``d[doff + xi*ds + o]``,
+    one vector of L channels at a time."""
+
+    @intrinsic
+    def wino_dy(typingctx, g, base, rowstride, cx, nblk, d, doff, ds):
+        if not (isinstance(g, types.Array) and isinstance(d, types.Array) and g.dtype == d.dtype):
+            return None
+        sig = types.void(g, base, rowstride, cx, nblk, d, doff, ds)
+
+        def codegen(context, builder, signature, args):
+            sargs = signature.args
+            ints = [context.cast(builder, a, t, types.int64) if i not in (0, 5) else a
+                    for i, (a, t) in enumerate(zip(args, sargs))]
+            g_, base_, rs_, cx_, nblk_, d_, doff_, ds_ = ints
+            dt = sargs[0].dtype
+            L = VECTOR_BITS // dt.bitwidth
+            vt = ir.VectorType(context.get_value_type(dt), L)
+            vpt = vt.as_pointer()
+            gp = context.make_array(sargs[0])(context, builder, g_).data
+            dp = context.make_array(sargs[5])(context, builder, d_).data
+            i64 = ir.IntType(64)
+            const = lambda k: ir.Constant(i64, k)  # noqa: E731
+            with cgutils.for_range(builder, nblk_) as loop:
+                off = builder.mul(loop.index, const(L))
+                e = [[None] * 2 for _ in range(2)]
+                for r in range(2):
+                    for c in range(2):
+                        k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cx_)))
+                        e[r][c] = builder.load(builder.bitcast(builder.gep(gp, [k]), vpt), align=4)
+                # A e: rows [e0, e0 + e1, e0 - e1, -e1]
+                rows = [[e[0][c] for c in range(2)],
+                        [builder.fadd(e[0][c], e[1][c]) for c in range(2)],
+                        [builder.fsub(e[0][c], e[1][c]) for c in range(2)],
+                        [builder.fneg(e[1][c]) for c in range(2)]]
+                for a in range(4):
+                    p, q = rows[a]
+                    outs = [p, builder.fadd(p, q), builder.fsub(p, q), builder.fneg(q)]
+                    for b, val in enumerate(outs):
+                        k = builder.add(builder.add(doff_, off), builder.mul(const(4 * a + b), ds_))
+                        builder.store(val, builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return wino_dy
+
+
+wino_dy = make_winograd_dy_transform()
+
+
 # The tiles the convolutions use: P rows x NV vectors. 24 accumulators at most, so that
 # the accumulators, NV rows of B and a broadcast fit in the 32 vector registers.
 tile_4x4 = make_tile(4, 4)

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from .._numba import jit, pjit
-from .gemm_tile import _block, _rows_of_tiles, lanes, wino_in
+from .gemm_tile import _block, _rows_of_tiles, lanes, wino_dy, wino_in
 
 TXB = 32  # blocks per chunk
 
@@ -204,7 +204,8 @@ def applicable(ci, co, dtype):
 
 
 class Workspace:
-    """The weight transform U and the per-thread V and M of one layer shape."""
+    """The weight transform U and the per-thread V and M (forward), D and partial sums
+    (weight gradient) of one layer shape."""
 
     def __init__(self, ci, co, dtype, txb=TXB):
         t = numba.config.NUMBA_NUM_THREADS
@@ -212,6 +213,9 @@ class Workspace:
         self.V = np.zeros((t, 16, txb, ci), dtype)
         self.M = np.zeros((t, 16, txb, co), dtype)
         self.patch = np.zeros((t, 4, 4, ci), dtype)
+        self.D = self.M  # the weight gradient's transformed dy: same shape, never used together
+        self.part = np.zeros((t, 16, ci, co), dtype)
+        self.dbpart = np.zeros((t, co), dtype)
 
 
 _workspaces = {}
@@ -230,3 +234,120 @@ def forward_into(xp, w9, bias, yp, post, mask):
     ws = workspace(w9.shape[1], w9.shape[2], w9.dtype)
     transform_weights(w9, ws.U)
     _winograd_kernel(xp, ws.U, bias, yp, post, mask, ws.V, ws.M, ws.patch, lanes(yp.dtype))
+
+
+# ---------------------------------------------------------------------------------------
+# Weight gradient: F(3x3, 2x2)
+# ---------------------------------------------------------------------------------------
+# A 2x2 block of the output gradient dy and the 4x4 input patch d under it contribute
+#     dW_block (3x3) = G^T [ (B^T d B) * (A dy A^T) ] G
+# to the kernel gradient (the transpose of the forward identity, with the same B, G, A).
+# Summed over blocks, position by position: 16 products  W[xi][i, o] = sum_blocks
+# V[xi][block, i] * D[xi][block, o], 16 multiply-adds per block and (i, o) against 36.
+
+@pjit
+def _wgrad_kernel(xp, dyp, part, dbpart, V, D, patch, L):
+    # xp (N, H+2, W+2, Cx)  dyp (N, H+2, W+2, Co)  part (T, 16, Ci, Co)  dbpart (T, Co)
+    # part[t], dbpart[t]: thread t's sums over its rows of 2x2 blocks (added later in order)
+    N, Hp, Wp, Cx = xp.shape
+    T = part.shape[0]
+    TY = (Hp - 1) // 2
+    R = N * TY
+    for t in numba.prange(T):
+        part[t] = 0.0
+        dbpart[t] = 0.0
+        for r in range(t * R // T, (t + 1) * R // T):
+            _wgrad_row(xp, dyp, part[t], dbpart[t], V[t], D[t], patch[t], L, r // TY, r % TY)
+
+
+@jit
+def _wgrad_row(xp, dyp, p16, dbt, Vt, Dt, pt, L, n, ty):
+    # one row ty of 2x2 blocks of image n, added into p16 (16, Ci, Co) and dbt (Co,)
+    N, Hp, Wp, Cx = xp.shape
+    Co = dyp.shape[3]
+    Ci = p16.shape[1]
+    H = Hp - 2
+    W = Wp - 2
+    txb = Vt.shape[1]
+    TX = (W + 1) // 2
+    nv = _block(Co // L)
+    bw = nv * L
+    xf = xp.reshape(xp.size)
+    df = dyp.reshape(dyp.size)
+    vf = Vt.reshape(Vt.size)
+    gf = Dt.reshape(Dt.size)
+    pf = p16.reshape(p16.size)
+    rowstride = Wp * Cx
+    nrows = min(4, Hp - 2 * ty)
+    for tx0 in range(0, TX, txb):
+        ntx = min(txb, TX - tx0)
+        for t in range(ntx):
+            tx = tx0 + t
+            ncols = min(4, Wp - 2 * tx)
+            if nrows == 4 and ncols == 4:
+                wino_in(xf, ((n * Hp + 2 * ty) * Wp + 2 * tx) * Cx, rowstride, Cx, Ci // L, vf, t * Ci, txb * Ci)
+            else:
+                pt[...] = 0.0
+                for r in range(nrows):
+                    for c in range(ncols):
+                        pt[r, c, :] = xp[n, 2 * ty + r, 2 * tx + c, :Ci]
+                wino_in(pt.reshape(pt.size), 0, 4 * Ci, Ci, Ci // L, vf, t * Ci, txb * Ci)
+            # the dy block (padded rows 2ty+1, 2ty+2): past the edge it is the zero halo
+            wino_dy(df, ((n * Hp + 2 * ty + 1) * Wp + 2 * tx + 1) * Co, Wp * Co, Co, Co // L, gf, t * Co, txb * Co)
+        for xi in range(16):
+            for cb in range(Co // bw):
+                # rows: input channels i (stride 1 in V); K: the blocks (stride Ci)
+                _rows_of_tiles(vf, xi * txb * Ci, 1, Ci, 0, 0, gf, xi * txb * Co + cb * bw, Co, 0,
+                               pf, xi * Ci * Co + cb * bw, Co, ntx, 1, 1, Ci, nv)
+    for a in range(2):
+        if 2 * ty + a < H:
+            for j in range(W):
+                row = df[((n * Hp + 2 * ty + a + 1) * Wp + j + 1) * Co:((n * Hp + 2 * ty + a + 1) * Wp + j + 2) * Co]
+                for o in range(Co):
+                    dbt[o] += row[o]
+
+
+@pjit
+def _wgrad_reduce(part, dbpart, dw, db):
+    # dw (3, 3, Ci, Cout) = G^T (sum_t part[t]) G ; db (Cout,) = sum_t dbpart[t]; t in order.
+    # The sum is made in place in part[0] (scratch).
+    T = part.shape[0]
+    Ci = dw.shape[2]
+    Co = dw.shape[3]
+    Cop = part.shape[3]
+    for i in numba.prange(Ci):
+        for xi in range(16):
+            for t in range(1, T):
+                for o in range(Cop):
+                    part[0, xi, i, o] += part[t, xi, i, o]
+        for o in range(Co):
+            # G^T m G, G^T = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]
+            for c in range(4):
+                a0 = part[0, c, i, o]
+                a1 = part[0, 4 + c, i, o]
+                a2 = part[0, 8 + c, i, o]
+                a3 = part[0, 12 + c, i, o]
+                part[0, c, i, o] = a0 + 0.5 * (a1 + a2)
+                part[0, 4 + c, i, o] = 0.5 * (a1 - a2)
+                part[0, 8 + c, i, o] = 0.5 * (a1 + a2) + a3
+            for r in range(3):
+                a0 = part[0, 4 * r, i, o]
+                a1 = part[0, 4 * r + 1, i, o]
+                a2 = part[0, 4 * r + 2, i, o]
+                a3 = part[0, 4 * r + 3, i, o]
+                dw[r, 0, i, o] = a0 + 0.5 * (a1 + a2)
+                dw[r, 1, i, o] = 0.5 * (a1 - a2)
+                dw[r, 2, i, o] = 0.5 * (a1 + a2) + a3
+    for o in range(Co):
+        s = dbpart[0, o]
+        for t in range(1, T):
+            s += dbpart[t, o]
+        db[o] = s
+
+
+def weight_grad_into(xp, dyp, dw, db):
+    """The Winograd form of conv3x3.weight_grad_into: dw (3, 3, Ci, Co), db in place."""
+    ci, co = dw.shape[2], dyp.shape[3]
+    ws = workspace(ci, co, dyp.dtype)
+    _wgrad_kernel(xp, dyp, ws.part, ws.dbpart, ws.V, ws.D, ws.patch, lanes(dyp.dtype))
+    _wgrad_reduce(ws.part, ws.dbpart, dw, db)
