@@ -119,117 +119,72 @@ def make_tile(P, NV):
     return tile
 
 
-def make_winograd_input_transform():
-    """Build the intrinsic ``wino_in(x, base, rowstride, cx, nblk, v, voff, vs)``.
+def make_patch_transform(size, transform):
+    """Build an intrinsic ``f(src, base, rowstride, cstride, nblk, dst, doff, ds)`` that
+    applies a Winograd transform to one size x size patch of a channels-last image.
 
-    For one 4x4 patch of a channels-last image (element (r, c, channel i) at
-    ``x[base + r*rowstride + c*cx + i]``) it writes V = B^T d B (Winograd F(2x2, 3x3), see
-    winograd.py) for channels i < nblk * L, V[xi, i] at ``v[voff + xi*vs + i]``, one vector
-    of L channels at a time: 16 vector loads, 32 vector additions, 16 vector stores. (The
-    same loop in plain Numba is not vectorised: it has too many streams for LLVM to prove
-    them independent.)"""
+    The patch element (r, c, channel i) is ``src[base + r*rowstride + c*cstride + i]``;
+    `transform(builder, d)` maps the size x size grid of vectors d to the 16 vectors of
+    the 4x4 result, element xi of which goes to ``dst[doff + xi*ds + i]``. Channels
+    i < nblk * L, one vector of L channels at a time. (The same loop in plain Numba is not
+    vectorised: it has too many streams for LLVM to prove them independent.)"""
 
     @intrinsic
-    def wino_in(typingctx, x, base, rowstride, cx, nblk, v, voff, vs):
-        if not (isinstance(x, types.Array) and isinstance(v, types.Array) and x.dtype == v.dtype):
+    def patch_transform(typingctx, src, base, rowstride, cstride, nblk, dst, doff, ds):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype):
             return None
-        sig = types.void(x, base, rowstride, cx, nblk, v, voff, vs)
+        sig = types.void(src, base, rowstride, cstride, nblk, dst, doff, ds)
 
         def codegen(context, builder, signature, args):
             sargs = signature.args
             ints = [context.cast(builder, a, t, types.int64) if i not in (0, 5) else a
                     for i, (a, t) in enumerate(zip(args, sargs))]
-            x_, base_, rs_, cx_, nblk_, v_, voff_, vs_ = ints
+            src_, base_, rs_, cs_, nblk_, dst_, doff_, ds_ = ints
             dt = sargs[0].dtype
             L = VECTOR_BITS // dt.bitwidth
-            vt = ir.VectorType(context.get_value_type(dt), L)
-            vpt = vt.as_pointer()
-            xp = context.make_array(sargs[0])(context, builder, x_).data
-            vp = context.make_array(sargs[5])(context, builder, v_).data
-            i64 = ir.IntType(64)
-            const = lambda k: ir.Constant(i64, k)  # noqa: E731
+            vpt = ir.VectorType(context.get_value_type(dt), L).as_pointer()
+            sp = context.make_array(sargs[0])(context, builder, src_).data
+            dp = context.make_array(sargs[5])(context, builder, dst_).data
+            const = lambda k: ir.Constant(ir.IntType(64), k)  # noqa: E731
             with cgutils.for_range(builder, nblk_) as loop:
                 off = builder.mul(loop.index, const(L))
-                d = [[None] * 4 for _ in range(4)]
-                for r in range(4):
-                    for c in range(4):
-                        k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cx_)))
-                        d[r][c] = builder.load(builder.bitcast(builder.gep(xp, [k]), vpt), align=4)
-                # B^T d: rows [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
-                t = [[builder.fsub(d[0][c], d[2][c]) for c in range(4)],
-                     [builder.fadd(d[1][c], d[2][c]) for c in range(4)],
-                     [builder.fsub(d[2][c], d[1][c]) for c in range(4)],
-                     [builder.fsub(d[1][c], d[3][c]) for c in range(4)]]
-                for a in range(4):
-                    row = t[a]
-                    outs = [builder.fsub(row[0], row[2]), builder.fadd(row[1], row[2]),
-                            builder.fsub(row[2], row[1]), builder.fsub(row[1], row[3])]
-                    for b, val in enumerate(outs):
-                        k = builder.add(builder.add(voff_, off), builder.mul(const(4 * a + b), vs_))
-                        builder.store(val, builder.bitcast(builder.gep(vp, [k]), vpt), align=4)
+                d = [[None] * size for _ in range(size)]
+                for r in range(size):
+                    for c in range(size):
+                        k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cs_)))
+                        d[r][c] = builder.load(builder.bitcast(builder.gep(sp, [k]), vpt), align=4)
+                for xi, val in enumerate(transform(builder, d)):
+                    k = builder.add(builder.add(doff_, off), builder.mul(const(xi), ds_))
+                    builder.store(val, builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    return wino_in
+    return patch_transform
 
 
-wino_in = make_winograd_input_transform()
+def _bt_d_b(b, d):
+    """V = B^T d B (4x4 input patch, forward and weight gradient): the rows of B^T d are
+    [d0 - d2, d1 + d2, d2 - d1, d1 - d3], then the same on the columns."""
+    def t(x):
+        return [b.fsub(x[0], x[2]), b.fadd(x[1], x[2]), b.fsub(x[2], x[1]), b.fsub(x[1], x[3])]
+
+    cols = [t([d[r][c] for r in range(4)]) for c in range(4)]  # cols[c][a] = (B^T d)[a, c]
+    return [v for a in range(4) for v in t([cols[c][a] for c in range(4)])]
 
 
-def make_winograd_dy_transform():
-    """Build the intrinsic ``wino_dy(g, base, rowstride, cx, nblk, d, doff, ds)``.
+def _a_g_at(b, e):
+    """D = A g A^T (2x2 block of the output gradient, weight gradient): the rows of A g
+    are [g0, g0 + g1, g0 - g1, -g1], then the same on the columns."""
+    def t(x):
+        return [x[0], b.fadd(x[0], x[1]), b.fsub(x[0], x[1]), b.fneg(x[1])]
 
-    For one 2x2 block of an output gradient (element (r, c, channel o) at
-    ``g[base + r*rowstride + c*cx + o]``) it writes D = A g A^T (4x4, the Winograd
-    transform of the weight gradient, see winograd.py), D[xi, o] at ``d[doff + xi*ds + o]``,
-    one vector of L channels at a time."""
-
-    @intrinsic
-    def wino_dy(typingctx, g, base, rowstride, cx, nblk, d, doff, ds):
-        if not (isinstance(g, types.Array) and isinstance(d, types.Array) and g.dtype == d.dtype):
-            return None
-        sig = types.void(g, base, rowstride, cx, nblk, d, doff, ds)
-
-        def codegen(context, builder, signature, args):
-            sargs = signature.args
-            ints = [context.cast(builder, a, t, types.int64) if i not in (0, 5) else a
-                    for i, (a, t) in enumerate(zip(args, sargs))]
-            g_, base_, rs_, cx_, nblk_, d_, doff_, ds_ = ints
-            dt = sargs[0].dtype
-            L = VECTOR_BITS // dt.bitwidth
-            vt = ir.VectorType(context.get_value_type(dt), L)
-            vpt = vt.as_pointer()
-            gp = context.make_array(sargs[0])(context, builder, g_).data
-            dp = context.make_array(sargs[5])(context, builder, d_).data
-            i64 = ir.IntType(64)
-            const = lambda k: ir.Constant(i64, k)  # noqa: E731
-            with cgutils.for_range(builder, nblk_) as loop:
-                off = builder.mul(loop.index, const(L))
-                e = [[None] * 2 for _ in range(2)]
-                for r in range(2):
-                    for c in range(2):
-                        k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cx_)))
-                        e[r][c] = builder.load(builder.bitcast(builder.gep(gp, [k]), vpt), align=4)
-                # A e: rows [e0, e0 + e1, e0 - e1, -e1]
-                rows = [[e[0][c] for c in range(2)],
-                        [builder.fadd(e[0][c], e[1][c]) for c in range(2)],
-                        [builder.fsub(e[0][c], e[1][c]) for c in range(2)],
-                        [builder.fneg(e[1][c]) for c in range(2)]]
-                for a in range(4):
-                    p, q = rows[a]
-                    outs = [p, builder.fadd(p, q), builder.fsub(p, q), builder.fneg(q)]
-                    for b, val in enumerate(outs):
-                        k = builder.add(builder.add(doff_, off), builder.mul(const(4 * a + b), ds_))
-                        builder.store(val, builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return wino_dy
+    cols = [t([e[r][c] for r in range(2)]) for c in range(2)]  # cols[c][a] = (A g)[a, c]
+    return [v for a in range(4) for v in t([cols[c][a] for c in range(2)])]
 
 
-wino_dy = make_winograd_dy_transform()
+wino_in = make_patch_transform(4, _bt_d_b)
+wino_dy = make_patch_transform(2, _a_g_at)
 
 
 # The tiles the convolutions use: P rows x NV vectors. 24 accumulators at most, so that
