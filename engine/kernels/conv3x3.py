@@ -43,12 +43,6 @@ def padded_channels(c, dtype):
     return -(-c // L) * L
 
 
-def vectors_per_block(cop, dtype):
-    """How many vectors of output channels one tile covers (4, 2 or 1)."""
-    nvec = cop // lanes(dtype)
-    return 4 if nvec % 4 == 0 else (2 if nvec % 2 == 0 else 1)
-
-
 def padded_buffer(n, h, w, c, dtype):
     """A zeroed (n, h+2, w+2, padded_channels(c)) buffer."""
     return np.zeros((n, h + 2, w + 2, padded_channels(c, dtype)), dtype)

@@ -189,11 +189,8 @@ wino_dy = make_patch_transform(2, _a_g_at)
 
 # The tiles the convolutions use: P rows x NV vectors. 24 accumulators at most, so that
 # the accumulators, NV rows of B and a broadcast fit in the 32 vector registers.
-tile_4x4 = make_tile(4, 4)
 tile_6x4 = make_tile(6, 4)
 tile_1x4 = make_tile(1, 4)
-tile_8x2 = make_tile(8, 2)
-tile_1x2 = make_tile(1, 2)
 tile_8x1 = make_tile(8, 1)
 tile_1x1 = make_tile(1, 1)
 
@@ -209,18 +206,8 @@ def _rows_of_tiles(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, s
         while r + 6 <= rows:
             tile_6x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
             r += 6
-        while r + 4 <= rows:
-            tile_4x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 4
         while r < rows:
             tile_1x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 1
-    elif nv == 2:
-        while r + 8 <= rows:
-            tile_8x2(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
-            r += 8
-        while r < rows:
-            tile_1x2(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
             r += 1
     else:
         while r + 8 <= rows:
@@ -233,5 +220,6 @@ def _rows_of_tiles(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, s
 
 @jit
 def _block(nvec):
-    """Vectors per tile row: 4 when the channels allow, else 2, else 1."""
-    return 4 if nvec % 4 == 0 else (2 if nvec % 2 == 0 else 1)
+    """Vectors per tile row: 4 when the channels allow, else 1. (Fewer tile shapes compile
+    faster: each one is inlined into every kernel.)"""
+    return 4 if nvec % 4 == 0 else 1

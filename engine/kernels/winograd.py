@@ -307,15 +307,16 @@ def _wgrad_row(xp, dyp, p16, dbt, Vt, Dt, pt, L, n, ty):
                     dbt[o] += row[o]
 
 
-@pjit
+@jit
 def _wgrad_reduce(part, dbpart, dw, db):
     # dw (3, 3, Ci, Cout) = G^T (sum_t part[t]) G ; db (Cout,) = sum_t dbpart[t]; t in order.
-    # The sum is made in place in part[0] (scratch).
+    # The sum is made in place in part[0] (scratch). Serial: ~0.1 ms, and a parallel loop
+    # would cost seconds of compilation on the first run.
     T = part.shape[0]
     Ci = dw.shape[2]
     Co = dw.shape[3]
     Cop = part.shape[3]
-    for i in numba.prange(Ci):
+    for i in range(Ci):
         for xi in range(16):
             for t in range(1, T):
                 for o in range(Cop):
