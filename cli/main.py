@@ -74,6 +74,7 @@ BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back
 Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles of this many pixels (exact result).")]
 Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
+MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 
 
 def _train_overrides(iters=None, epochs=None, time_budget=None, lr=None, optimizer=None, momentum=None, loss=None,
@@ -246,6 +247,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue from this checkpoint (same image and options).")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the loss curve as a PNG.")] = None,
     log: Annotated[Optional[Path], typer.Option("--log", help="Write metrics per iteration as CSV.")] = None,
+    max_memory: MaxMemory = None,
     force: Force = False,
 ):
     """Train a network on IMAGE itself (internal learning) and save it as a model.
@@ -254,11 +256,13 @@ def train(
     exactly (the same weights as an uninterrupted run)."""
     from engine import checkpoint
     from engine.data import load_kernel
+    from engine.memory import check_training, parse_max_memory
     from engine.train import TrainConfig
 
     inp = _load_rgb(image)
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
                                                       crop, max_side, noise, seed, scale))
+    check_training(cfg, inp.rgb.shape[:2], parse_max_memory(max_memory))
     protect = [image] + ([gt] if gt else []) + ([resume] if resume else []) + ([kernel] if kernel else [])
     overwrite_resume = resume is not None and Path(resume).resolve() == Path(output).resolve()
     _check_out(output, force or overwrite_resume, protect=[p for p in protect if not (overwrite_resume and p == resume)])
@@ -311,12 +315,14 @@ def infer(
     back_projection: BackProj = None,
     tile: Tile = None,
     compare: Compare = None,
+    max_memory: MaxMemory = None,
     force: Force = False,
 ):
     """Upscale IMAGE with a trained model: bicubic upscale, network, repeat for each step."""
     from engine import checkpoint
     from engine.infer import scale_schedule, super_resolve
     from engine.job import infer_options, save_result
+    from engine.memory import parse_max_memory
 
     _check_scale(scale, size)
     target = _parse_size(size) if size else None
@@ -329,7 +335,8 @@ def infer(
     ens, bp = infer_options(meta.get("config", {}), ensemble, back_projection)
     with _Progress(steps, "upscaling") as bar:
         sr = super_resolve(net, inp.rgb, scale=scale, size=target, steps=steps, ensemble=ens, back_projection=bp,
-                           tile=tile, progress=lambda i, n: bar.update(completed=i + 1))
+                           tile=tile, progress=lambda i, n: bar.update(completed=i + 1),
+                           max_memory=parse_max_memory(max_memory))
     save_result(output, sr, inp, force, [image, model])
     if compare:
         from engine.plots import comparison
@@ -364,6 +371,7 @@ def upscale(
     tile: Tile = None,
     save_model: Annotated[Optional[Path], typer.Option("--save-model", help="Also save the trained model (.npz).")] = None,
     compare: Compare = None,
+    max_memory: MaxMemory = None,
     force: Force = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Folder: local worker processes, one image each at a time (default: one per core, at most one per image; 1 runs in this process).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Folder: run every image as a task on the existing Dask cluster at this address, e.g. tcp://HOST:8786.")] = None,
@@ -376,6 +384,7 @@ def upscale(
     image failed."""
     from engine.data import load_kernel
     from engine.errors import UserError
+    from engine.memory import parse_max_memory
     from engine.train import TrainConfig
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
@@ -397,7 +406,8 @@ def upscale(
 
     with _Progress(cfg.iters if cfg.recipe == "crops" else None, "training") as bar:
         r = upscale_file(input, output, cfg, kernel=k, steps=steps, ensemble=ensemble, back_projection=back_projection,
-                         tile=tile, save_model=save_model, compare=compare, force=force, callback=_bar_callback(bar))
+                         tile=tile, save_model=save_model, compare=compare, force=force, callback=_bar_callback(bar),
+                         max_memory=parse_max_memory(max_memory))
     for e in r["events"]:
         typer.echo(f"zssr: {e}", err=True)
     typer.echo(f"wrote {output} ({r['shape'][0]}x{r['shape'][1]}); trained {r['iterations']} iterations "

@@ -310,7 +310,7 @@ def _add_upscaled(dst, small):
 
 
 def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_projection=2,
-                  tile=None, kernel=None, progress=None):
+                  tile=None, kernel=None, progress=None, max_memory=None):
     """Upscale ``lr`` step by step: bicubic, network, back-projection, per step.
 
     Parameters
@@ -323,6 +323,9 @@ def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_p
     tile : int or None, see :func:`apply_network`.
     kernel : None or a 2-D blur kernel for back-projection's downscale (None: bicubic).
     progress : callable(i, n) or None, called when step i (0-based) of n is done.
+    max_memory : bytes or None. When given, each step's tile is the largest (at most
+        ``tile``) whose estimated peak memory fits (engine.memory); a UserError with the
+        figures when even small tiles do not fit. Checked for every step before any work.
 
     Returns
     -------
@@ -334,9 +337,17 @@ def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_p
     if back_projection < 0:
         raise UserError(f"back-projection iterations must be >= 0, got {back_projection}")
     n = len(schedule)
+    tiles = [tile] * n
+    if max_memory is not None:
+        from engine.memory import choose_tile
+
+        prev = cur.shape[:2]
+        for i, hw in enumerate(schedule):
+            tiles[i] = choose_tile(net, prev, hw, tile, ensemble, max_memory)
+            prev = hw
     for i, hw in enumerate(schedule):
         up = _resize(cur, shape=hw)
-        out = apply_network(net, up, ensemble=ensemble, tile=tile)
+        out = apply_network(net, up, ensemble=ensemble, tile=tiles[i])
         del up
         if back_projection:
             out = back_project(out, cur, back_projection, kernel, inplace=True)

@@ -34,11 +34,13 @@ def save_result(path, sr, like, force=False, protect=()):
 
 
 def upscale_file(src, dst, cfg, kernel=None, steps=1, ensemble=None, back_projection=None, tile=None,
-                 save_model=None, compare=None, force=False, callback=None):
+                 save_model=None, compare=None, force=False, callback=None, max_memory=None):
     """Train on the image at `src` with the TrainConfig `cfg`, upscale it by cfg.scale, and
     write the result to `dst` (atomically, never over `src`). Returns a summary dict.
 
-    callback(trainer) is called after every training iteration (progress bars)."""
+    callback(trainer) is called after every training iteration (progress bars).
+    max_memory (bytes, or None: no check): refuse before any work when training would not
+    fit, and tile the upscaling smaller when it would not (engine.memory)."""
     from . import checkpoint
     from .infer import super_resolve
     from .io import check_writable, load_image
@@ -47,13 +49,17 @@ def upscale_file(src, dst, cfg, kernel=None, steps=1, ensemble=None, back_projec
     t0 = time.perf_counter()
     check_writable(dst, force=force, protect=[src])
     inp = load_image(src)
+    if max_memory is not None:
+        from .memory import check_training
+
+        check_training(cfg, inp.rgb.shape[:2], max_memory)
     tr = Trainer(inp.rgb, cfg, kernel=kernel)
     tr.run(callback)
     ens, bp = infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
     # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
     base = tr.img if cfg.max_side else inp.rgb
     sr = super_resolve(tr.net, base, scale=cfg.scale, steps=steps, ensemble=ens, back_projection=bp,
-                       tile=tile, kernel=kernel)
+                       tile=tile, kernel=kernel, max_memory=max_memory)
     save_result(dst, sr, inp, force=force, protect=[src])
     if save_model:
         checkpoint.save(save_model, tr.net, tr.meta(src), tr.opt, force=force, protect=[src, dst])

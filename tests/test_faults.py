@@ -140,7 +140,7 @@ def test_nan_pixel_in_a_float_tiff_is_refused(run_cli, tmp_path):
     img = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
     img[7, 9, 1] = np.nan
     src = tmp_path / "nan.tif"
-    tifffile.imwrite(src, img)
+    tifffile.imwrite(src, img, photometric="rgb")
     before = src.read_bytes()
     out = tmp_path / "m.npz"
     code, _, stderr = run_cli("train", src, "-o", out, *FAST)

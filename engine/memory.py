@@ -1,0 +1,109 @@
+"""Peak-memory estimates, so that a large job is tiled smaller or refused before it starts
+rather than killed half-way.
+
+The estimates count the big arrays the engine allocates (images, the network's padded
+buffers per window, the ensemble's per-tile stack, the training buffers) and round up;
+they do not count the interpreter and libraries (~300 MB), which `budget` leaves aside.
+"""
+import os
+
+from .errors import UserError
+from .kernels.conv3x3 import padded_channels
+
+GIB = 2 ** 30
+BASELINE = 400 * 2 ** 20  # Python, numpy, numba, compiled code
+
+
+def total_memory():
+    """Physical memory of this machine, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_max_memory():
+    """The default --max-memory: three quarters of the machine's memory."""
+    return 0.75 * total_memory()
+
+
+def parse_max_memory(gib):
+    """--max-memory in GiB (None: the default) -> bytes; a bad value is a UserError."""
+    if gib is None:
+        return default_max_memory()
+    if not (gib == gib and 0 < gib < float("inf")):
+        raise UserError(f"--max-memory must be a positive number of GiB, got {gib}")
+    return gib * GIB
+
+
+def _window(n, tile, halo):
+    """The window side the tiling uses for an axis of n pixels (see infer._tiles)."""
+    count = -(-n // tile)
+    size = -(-n // count)
+    wn = min(n, size + 2 * halo + 2)
+    return wn + ((n - wn) % 2)
+
+
+def window_bytes(net, wh, ww):
+    """The network's inference buffers for one window shape: input, two ping-pong buffers,
+    the last layer's output (padded), and the result."""
+    item = net.dtype.itemsize
+    per = (wh + 2) * (ww + 2) * item
+    c_in = padded_channels(3, net.dtype)
+    c_w = padded_channels(net.width, net.dtype)
+    return per * (2 * c_in + 2 * c_w) + wh * ww * 3 * item
+
+
+def inference_bytes(net, in_hw, out_hw, tile, ensemble=True):
+    """Peak bytes of one upscaling step from in_hw to out_hw with tiles of `tile` pixels."""
+    H, W = out_hw
+    item = net.dtype.itemsize
+    image = H * W * 3 * item
+    # the step's input, the bicubic upscale, the output, and one resize intermediate
+    resident = in_hw[0] * in_hw[1] * 3 * item + 3 * image + H * in_hw[1] * 3 * item
+    wh, ww = _window(H, tile, net.depth), _window(W, tile, net.depth)
+    windows = window_bytes(net, wh, ww)
+    if ensemble:
+        if wh != ww:
+            windows += window_bytes(net, ww, wh)  # the rotated windows have their own buffers
+        windows += 8 * min(tile, H) * min(tile, W) * 3 * item  # the 8 results of one tile
+    return BASELINE + resident + windows
+
+
+def training_bytes(cfg, img_hw, dtype_size=4):
+    """Peak bytes of training: per training shape, the network's saved activations and
+    gradient buffers (crops for zssr, every pyramid level for seed), plus the image pool."""
+    h, w = img_hw
+    if cfg.recipe == "pyramid":
+        from numpy import linspace
+
+        shapes = [(max(1, round(h * f)), max(1, round(w * f))) for f in linspace(1.0, 0.4, cfg.levels)]
+    else:
+        shapes = [(min(cfg.crop, h), min(cfg.crop, w))]
+    c_w = -(-cfg.width // 16) * 16
+    per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
+    pool = 6 * h * w * 3 * dtype_size
+    return BASELINE + per_shape + pool
+
+
+def choose_tile(net, in_hw, out_hw, tile, ensemble, max_bytes):
+    """The largest tile (the given one, else untiled or the default) whose estimate fits in
+    max_bytes, halving down to 32 pixels; a UserError with the figures when none fits."""
+    from .infer import AUTO_TILE, AUTO_TILE_PIXELS
+
+    H, W = out_hw
+    if tile is None:
+        tile = AUTO_TILE if H * W > AUTO_TILE_PIXELS else max(H, W)
+    t = tile
+    while True:
+        need = inference_bytes(net, in_hw, out_hw, t, ensemble)
+        if need <= max_bytes:
+            return t
+        if t <= 32:
+            raise UserError(f"upscaling to {W}x{H} needs about {need / GIB:.2f} GiB even in tiles of {t} pixels, "
+                            f"more than --max-memory {max_bytes / GIB:.2f} GiB; raise --max-memory or upscale less")
+        t = max(32, t // 2)
+
+
+def check_training(cfg, img_hw, max_bytes):
+    need = training_bytes(cfg, img_hw)
+    if need > max_bytes:
+        raise UserError(f"training on a {img_hw[1]}x{img_hw[0]} image needs about {need / GIB:.2f} GiB, more than "
+                        f"--max-memory {max_bytes / GIB:.2f} GiB; raise --max-memory, or use --max-side or a smaller --crop")
