@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 import engine
+from engine import checkpoint
 from engine.errors import UserError
 from engine.memory import GIB, choose_tile, inference_bytes, parse_max_memory, training_bytes
 from engine.train import TrainConfig
@@ -55,7 +56,7 @@ def test_infer_refuses_a_job_over_the_budget_and_writes_nothing(run_cli, small_r
 
 
 def test_infer_tiles_smaller_to_fit_and_gives_the_same_result(run_cli, small_rgb, model, tmp_path):
-    net, _, _ = engine.checkpoint.load(model)
+    net, _, _ = checkpoint.load(model)
     # a budget that the untiled job exceeds but tiles of at most 32 pixels meet
     budget = inference_bytes(net, (40, 48), (80, 96), 32, True)
     assert budget < inference_bytes(net, (40, 48), (80, 96), 96, True)
