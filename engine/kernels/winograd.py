@@ -94,6 +94,22 @@ def _winograd_kernel(xp, U, bias, yp, post, mask, V, M, patch, L):
 
 
 @jit
+def _input_patch(xp, xf, n, ty, tx, nrows, Ci, pt, vf, t, txb, L):
+    """V[:, t, :] = B^T d B for the 4x4 patch at padded rows 2ty.., columns 2tx.. of image n;
+    past the bottom or right edge (odd H or W), of a zero-padded copy of the patch."""
+    N, Hp, Wp, Cx = xp.shape
+    ncols = min(4, Wp - 2 * tx)
+    if nrows == 4 and ncols == 4:
+        wino_in(xf, ((n * Hp + 2 * ty) * Wp + 2 * tx) * Cx, Wp * Cx, Cx, Ci // L, vf, t * Ci, txb * Ci)
+    else:
+        pt[...] = 0.0
+        for r in range(nrows):
+            for c in range(ncols):
+                pt[r, c, :] = xp[n, 2 * ty + r, 2 * tx + c, :Ci]
+        wino_in(pt.reshape(pt.size), 0, 4 * Ci, Ci, Ci // L, vf, t * Ci, txb * Ci)
+
+
+@jit
 def _winograd_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, L, n, ty, tx0):
     # one row ty of 2x2 output blocks of image n, blocks tx0 .. tx0 + TXB - 1
     N, Hp, Wp, Cx = xp.shape
@@ -111,20 +127,10 @@ def _winograd_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, L, n, ty, tx0):
     mf = mask.reshape(mask.size)
     vf = Vt.reshape(Vt.size)
     mtf = Mt.reshape(Mt.size)
-    rowstride = Wp * Cx
     nrows = min(4, Hp - 2 * ty)
     # input transform: V[xi, t, i]
     for t in range(ntx):
-        tx = tx0 + t
-        ncols = min(4, Wp - 2 * tx)
-        if nrows == 4 and ncols == 4:
-            wino_in(xf, ((n * Hp + 2 * ty) * Wp + 2 * tx) * Cx, rowstride, Cx, Ci // L, vf, t * Ci, txb * Ci)
-        else:  # past the bottom or right edge (odd H or W): a zero-padded copy of the patch
-            pt[...] = 0.0
-            for r in range(nrows):
-                for c in range(ncols):
-                    pt[r, c, :] = xp[n, 2 * ty + r, 2 * tx + c, :Ci]
-            wino_in(pt.reshape(pt.size), 0, 4 * Ci, Ci, Ci // L, vf, t * Ci, txb * Ci)
+        _input_patch(xp, xf, n, ty, tx0 + t, nrows, Ci, pt, vf, t, txb, L)
     # 16 products M[xi] = V[xi] @ U[xi]
     Mt[:, :ntx, :] = 0.0
     for xi in range(16):
@@ -277,21 +283,12 @@ def _wgrad_row(xp, dyp, p16, dbt, Vt, Dt, pt, L, n, ty):
     vf = Vt.reshape(Vt.size)
     gf = Dt.reshape(Dt.size)
     pf = p16.reshape(p16.size)
-    rowstride = Wp * Cx
     nrows = min(4, Hp - 2 * ty)
     for tx0 in range(0, TX, txb):
         ntx = min(txb, TX - tx0)
         for t in range(ntx):
             tx = tx0 + t
-            ncols = min(4, Wp - 2 * tx)
-            if nrows == 4 and ncols == 4:
-                wino_in(xf, ((n * Hp + 2 * ty) * Wp + 2 * tx) * Cx, rowstride, Cx, Ci // L, vf, t * Ci, txb * Ci)
-            else:
-                pt[...] = 0.0
-                for r in range(nrows):
-                    for c in range(ncols):
-                        pt[r, c, :] = xp[n, 2 * ty + r, 2 * tx + c, :Ci]
-                wino_in(pt.reshape(pt.size), 0, 4 * Ci, Ci, Ci // L, vf, t * Ci, txb * Ci)
+            _input_patch(xp, xf, n, ty, tx, nrows, Ci, pt, vf, t, txb, L)
             # the dy block (padded rows 2ty+1, 2ty+2): past the edge it is the zero halo
             wino_dy(df, ((n * Hp + 2 * ty + 1) * Wp + 2 * tx + 1) * Co, Wp * Co, Co, Co // L, gf, t * Co, txb * Co)
         for xi in range(16):
