@@ -106,3 +106,13 @@ def test_tiled_equals_untiled_with_winograd_layers(ensemble, tile):
     img = np.random.default_rng(2).random((27, 33, 3)).astype(np.float32)
     whole = apply_network(net, img, ensemble=ensemble, tile=64)
     assert np.array_equal(apply_network(net, img, ensemble=ensemble, tile=tile), whole)
+
+
+def test_weight_transform_is_g_w_gt():
+    rng = np.random.default_rng(8)
+    w9 = rng.standard_normal((9, 5, 7))
+    U, T = np.zeros((16, 5, 7)), np.zeros((4, 3, 5, 7))
+    winograd.transform_weights(w9, U, T)
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    want = np.einsum("ak,klio,bl->abio", G, w9.reshape(3, 3, 5, 7), G).reshape(16, 5, 7)
+    assert np.abs(U - want).max() < 1e-14

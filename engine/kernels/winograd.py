@@ -39,43 +39,38 @@ TXB = 32  # blocks per chunk
 
 
 @jit
-def transform_weights(w9, U):
-    # w9 (9, Ci, Co) taps row-major -> U (16, Ci, Co) = G g G^T for every (i, o)
-    Ci = w9.shape[1]
-    Co = w9.shape[2]
-    for i in range(Ci):
-        for o in range(Co):
-            g00 = w9[0, i, o]
-            g01 = w9[1, i, o]
-            g02 = w9[2, i, o]
-            g10 = w9[3, i, o]
-            g11 = w9[4, i, o]
-            g12 = w9[5, i, o]
-            g20 = w9[6, i, o]
-            g21 = w9[7, i, o]
-            g22 = w9[8, i, o]
-            # rows of G g: (4 x 3)
-            a0, a1, a2 = g00, g01, g02
-            b0, b1, b2 = 0.5 * (g00 + g10 + g20), 0.5 * (g01 + g11 + g21), 0.5 * (g02 + g12 + g22)
-            c0, c1, c2 = 0.5 * (g00 - g10 + g20), 0.5 * (g01 - g11 + g21), 0.5 * (g02 - g12 + g22)
-            d0, d1, d2 = g20, g21, g22
-            # (G g) G^T, row by row: [x0, (x0+x1+x2)/2, (x0-x1+x2)/2, x2]
-            U[0, i, o] = a0
-            U[1, i, o] = 0.5 * (a0 + a1 + a2)
-            U[2, i, o] = 0.5 * (a0 - a1 + a2)
-            U[3, i, o] = a2
-            U[4, i, o] = b0
-            U[5, i, o] = 0.5 * (b0 + b1 + b2)
-            U[6, i, o] = 0.5 * (b0 - b1 + b2)
-            U[7, i, o] = b2
-            U[8, i, o] = c0
-            U[9, i, o] = 0.5 * (c0 + c1 + c2)
-            U[10, i, o] = 0.5 * (c0 - c1 + c2)
-            U[11, i, o] = c2
-            U[12, i, o] = d0
-            U[13, i, o] = 0.5 * (d0 + d1 + d2)
-            U[14, i, o] = 0.5 * (d0 - d1 + d2)
-            U[15, i, o] = d2
+def transform_weights(w9, U, T):
+    # w9 (9, Ci, Co) taps row-major -> U (16, Ci, Co) = G g G^T for every (i, o).
+    # T (4, 3, Ci, Co) scratch holds G g. Every loop reads at most 3 planes and writes one,
+    # over the Ci * Co weights of a plane, so that LLVM vectorises it.
+    n = w9.shape[1] * w9.shape[2]
+    g = w9.reshape((9, n))
+    t = T.reshape((12, n))
+    u = U.reshape((16, n))
+    # G g: rows [g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2] for each kernel column c
+    for c in range(3):
+        g0, g1, g2 = g[c], g[3 + c], g[6 + c]
+        t0, t1, t2, t3 = t[c], t[3 + c], t[6 + c], t[9 + c]
+        for k in range(n):
+            t0[k] = g0[k]
+        for k in range(n):
+            t1[k] = 0.5 * (g0[k] + g1[k] + g2[k])
+        for k in range(n):
+            t2[k] = 0.5 * (g0[k] - g1[k] + g2[k])
+        for k in range(n):
+            t3[k] = g2[k]
+    # (G g) G^T: the same on the columns of each row a
+    for a in range(4):
+        x0, x1, x2 = t[3 * a], t[3 * a + 1], t[3 * a + 2]
+        u0, u1, u2, u3 = u[4 * a], u[4 * a + 1], u[4 * a + 2], u[4 * a + 3]
+        for k in range(n):
+            u0[k] = x0[k]
+        for k in range(n):
+            u1[k] = 0.5 * (x0[k] + x1[k] + x2[k])
+        for k in range(n):
+            u2[k] = 0.5 * (x0[k] - x1[k] + x2[k])
+        for k in range(n):
+            u3[k] = x2[k]
 
 
 @pjit
@@ -216,6 +211,7 @@ class Workspace:
     def __init__(self, ci, co, dtype, txb=TXB):
         t = numba.config.NUMBA_NUM_THREADS
         self.U = np.zeros((16, ci, co), dtype)
+        self.T = np.zeros((4, 3, ci, co), dtype)
         self.V = np.zeros((t, 16, txb, ci), dtype)
         self.M = np.zeros((t, 16, txb, co), dtype)
         self.patch = np.zeros((t, 4, 4, ci), dtype)
@@ -238,7 +234,7 @@ def workspace(ci, co, dtype):
 def forward_into(xp, w9, bias, yp, post, mask):
     """The Winograd form of conv3x3.forward_into (same arguments and result)."""
     ws = workspace(w9.shape[1], w9.shape[2], w9.dtype)
-    transform_weights(w9, ws.U)
+    transform_weights(w9, ws.U, ws.T)
     _winograd_kernel(xp, ws.U, bias, yp, post, mask, ws.V, ws.M, ws.patch, lanes(yp.dtype))
 
 
