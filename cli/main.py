@@ -72,7 +72,7 @@ Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs
 Ensemble = Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", help="Median over the 8 flips/rotations (zssr default: on).")]
 BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back-projection iterations per step (zssr default 10).")]
 Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles of this many pixels (exact result).")]
-Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
+Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps (upscale/eval, zssr preset: a network is trained anew at each step, ZSSR's gradual super-resolution).")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 
@@ -449,6 +449,7 @@ def eval_(
     iters: Iters = None,
     time_budget: TimeBudget = None,
     seed: Seed = 0,
+    steps: Steps = 1,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
     force: Force = False,
 ):
@@ -457,16 +458,25 @@ def eval_(
     import json
 
     from engine.evaluate import evaluate_folder, format_table
-    from engine.infer import super_resolve
+    from engine.job import train_and_upscale
     from engine.train import TrainConfig
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters=iters, time_budget=time_budget, seed=seed, scale=float(scale)))
     if json_out:
         _check_out(json_out, force)
 
+    if steps < 1:
+        from engine.errors import UserError
+
+        raise UserError(f"--steps must be >= 1, got {steps}")
+
     def sr_fn(lr_img, s):
-        tr = _train(lr_img, cfg, label="training")
-        return super_resolve(tr.net, lr_img, scale=s, ensemble=cfg.ensemble, back_projection=cfg.back_projection)
+        with _Progress(cfg.iters * steps, "training") as bar:
+            sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, callback=_bar_callback(bar))
+        for t in trainers:
+            for e in t.events:
+                typer.echo(f"zssr: {e}", err=True)
+        return sr
 
     def on_row(r):
         typer.echo(f"{r['name']}: bicubic {r['bicubic_psnr']:.2f} dB, zssr {r['psnr']:.2f} dB / {r['ssim']:.4f} "

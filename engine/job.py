@@ -33,33 +33,67 @@ def save_result(path, sr, like, force=False, protect=()):
     save_image(path, sr, alpha=alpha, mode=like.mode, bit_depth=like.bit_depth, force=force, protect=protect)
 
 
+def train_and_upscale(img, cfg, steps=1, kernel=None, ensemble=None, back_projection=None, tile=None,
+                      max_memory=None, callback=None):
+    """Train on `img` and upscale it by cfg.scale in `steps` equal factors. Returns
+    (sr, trainers, base), base being the image the first network learned from.
+
+    zssr preset (random crops): a network is trained anew on each intermediate result, at
+    that step's factor (ZSSR's gradual super-resolution). seed preset (pyramid): one network,
+    trained at cfg.scale's step factor, applied again at every step (the seed's loop
+    "upscale, sharpen, repeat")."""
+    from dataclasses import replace
+
+    from .infer import scale_schedule, super_resolve
+    from .memory import check_training
+    from .train import Trainer
+
+    ens, bp = infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
+    step_cfg = replace(cfg, scale=float(cfg.scale) ** (1.0 / steps)) if steps > 1 else cfg
+    gradual = steps > 1 and cfg.recipe == "crops"
+    if max_memory is not None:
+        check_training(step_cfg, img.shape[:2], max_memory)
+    tr = Trainer(img, step_cfg, kernel=kernel)
+    tr.run(callback)
+    trainers = [tr]
+    # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
+    base = tr.img if cfg.max_side else img
+    if not gradual:
+        sr = super_resolve(tr.net, base, scale=cfg.scale, steps=steps, ensemble=ens, back_projection=bp,
+                           tile=tile, kernel=kernel, max_memory=max_memory)
+        return sr, trainers, base
+    cur = base
+    for k, hw in enumerate(scale_schedule(base.shape[:2], scale=cfg.scale, steps=steps)):
+        if k > 0:
+            if max_memory is not None:
+                check_training(step_cfg, cur.shape[:2], max_memory)
+            tr = Trainer(cur, step_cfg, kernel=kernel)
+            tr.run(callback)
+            trainers.append(tr)
+        cur = super_resolve(tr.net, cur, size=hw, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
+                            max_memory=max_memory)
+    return cur, trainers, base
+
+
 def upscale_file(src, dst, cfg, kernel=None, steps=1, ensemble=None, back_projection=None, tile=None,
                  save_model=None, compare=None, force=False, callback=None, max_memory=None):
-    """Train on the image at `src` with the TrainConfig `cfg`, upscale it by cfg.scale, and
-    write the result to `dst` (atomically, never over `src`). Returns a summary dict.
+    """Train on the image at `src` with the TrainConfig `cfg`, upscale it by cfg.scale (in
+    `steps`, see `train_and_upscale`), and write the result to `dst` (atomically, never
+    over `src`). Returns a summary dict; `save_model` saves the last step's network.
 
     callback(trainer) is called after every training iteration (progress bars).
     max_memory (bytes, or None: no check): refuse before any work when training would not
     fit, and tile the upscaling smaller when it would not (engine.memory)."""
     from . import checkpoint
-    from .infer import super_resolve
     from .io import check_writable, load_image
-    from .train import Trainer
 
     t0 = time.perf_counter()
     check_writable(dst, force=force, protect=[src])
     inp = load_image(src)
-    if max_memory is not None:
-        from .memory import check_training
-
-        check_training(cfg, inp.rgb.shape[:2], max_memory)
-    tr = Trainer(inp.rgb, cfg, kernel=kernel)
-    tr.run(callback)
-    ens, bp = infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
-    # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
-    base = tr.img if cfg.max_side else inp.rgb
-    sr = super_resolve(tr.net, base, scale=cfg.scale, steps=steps, ensemble=ens, back_projection=bp,
-                       tile=tile, kernel=kernel, max_memory=max_memory)
+    sr, trainers, base = train_and_upscale(inp.rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
+                                           back_projection=back_projection, tile=tile, max_memory=max_memory,
+                                           callback=callback)
+    tr = trainers[-1]
     save_result(dst, sr, inp, force=force, protect=[src])
     if save_model:
         checkpoint.save(save_model, tr.net, tr.meta(src), tr.opt, force=force, protect=[src, dst])
@@ -67,6 +101,7 @@ def upscale_file(src, dst, cfg, kernel=None, steps=1, ensemble=None, back_projec
         from .plots import comparison
 
         comparison(compare, base, sr)
-    return {"src": str(src), "dst": str(dst), "iterations": tr.iteration, "train_seconds": tr.seconds,
-            "seconds": time.perf_counter() - t0, "shape": [int(sr.shape[1]), int(sr.shape[0])],
-            "events": list(tr.events), "stop_reason": tr.stop_reason, "name": Path(src).name}
+    return {"src": str(src), "dst": str(dst), "iterations": sum(t.iteration for t in trainers),
+            "train_seconds": sum(t.seconds for t in trainers), "seconds": time.perf_counter() - t0,
+            "shape": [int(sr.shape[1]), int(sr.shape[0])], "events": [e for t in trainers for e in t.events],
+            "stop_reason": tr.stop_reason, "name": Path(src).name}

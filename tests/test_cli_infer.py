@@ -150,3 +150,17 @@ def test_eval_on_a_tiny_dataset(run_cli, tmp_path):
     assert "img0" in stdout and "img1" in stdout and "mean" in stdout.lower()
     result = json.loads(js.read_text())
     assert len(result["rows"]) == 2 and all(np.isfinite(r["psnr"]) for r in result["rows"])
+
+
+def test_upscale_in_steps_trains_anew_at_each_step_for_zssr_once_for_seed(run_cli, small_rgb, tmp_path):
+    out = tmp_path / "x4.png"
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out, "-s", "4", "--steps", "2", *FAST, "--no-ensemble")
+    assert code == 0, stderr
+    assert "trained 8 iterations" in stdout  # 2 steps x 4 iterations: ZSSR's gradual SR
+    assert size_of(out) == ((192, 160), "RGB")
+    out2 = tmp_path / "seed_x4.png"
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out2, "-s", "4", "--steps", "2", "--preset", "seed",
+                                   "--epochs", "1")
+    assert code == 0, stderr
+    assert "trained 4 iterations" in stdout  # one network (4 pyramid levels x 1 epoch), applied twice
+    assert size_of(out2) == ((192, 160), "RGB")
