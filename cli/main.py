@@ -72,7 +72,8 @@ Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs
 Ensemble = Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", help="Median over the 8 flips/rotations (zssr default: on).")]
 BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back-projection iterations per step (zssr default 10).")]
 Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles of this many pixels (exact result).")]
-Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps (upscale/eval, zssr preset: a network is trained anew at each step, ZSSR's gradual super-resolution).")]
+Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
+TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr preset: a network trained anew at each step (ZSSR's gradual super-resolution). Default: zssr at most x2 per step (x4 in 2), seed 1.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 
@@ -365,7 +366,7 @@ def upscale(
     kernel: KernelOpt = None,
     noise: Noise = None,
     seed: Seed = 0,
-    steps: Steps = 1,
+    steps: TrainSteps = None,
     ensemble: Ensemble = None,
     back_projection: BackProj = None,
     tile: Tile = None,
@@ -449,7 +450,7 @@ def eval_(
     iters: Iters = None,
     time_budget: TimeBudget = None,
     seed: Seed = 0,
-    steps: Steps = 1,
+    steps: TrainSteps = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
     force: Force = False,
 ):
@@ -465,13 +466,8 @@ def eval_(
     if json_out:
         _check_out(json_out, force)
 
-    if steps < 1:
-        from engine.errors import UserError
-
-        raise UserError(f"--steps must be >= 1, got {steps}")
-
     def sr_fn(lr_img, s):
-        with _Progress(cfg.iters * steps, "training") as bar:
+        with _Progress(cfg.iters, "training") as bar:
             sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, callback=_bar_callback(bar))
         for t in trainers:
             for e in t.events:

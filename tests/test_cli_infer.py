@@ -164,3 +164,15 @@ def test_upscale_in_steps_trains_anew_at_each_step_for_zssr_once_for_seed(run_cl
     assert code == 0, stderr
     assert "trained 4 iterations" in stdout  # one network (4 pyramid levels x 1 epoch), applied twice
     assert size_of(out2) == ((192, 160), "RGB")
+
+
+def test_default_steps_go_x2_at_a_time_for_zssr(run_cli, small_rgb, tmp_path):
+    from engine.job import default_steps
+    from engine.train import TrainConfig
+
+    assert [default_steps(TrainConfig.make("zssr", scale=s)) for s in (1.5, 2, 3, 4, 8)] == [1, 1, 2, 2, 3]
+    assert default_steps(TrainConfig.make("seed", scale=4)) == 1
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "x4.png", "-s", "4", *FAST, "--no-ensemble")
+    assert code == 0 and "trained 8 iterations" in stdout, stderr
+    code, _, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "x.png", "-s", "4", "--steps", "0", *FAST)
+    assert code == 2 and "--steps" in stderr and not (tmp_path / "x.png").exists()
