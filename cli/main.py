@@ -206,12 +206,6 @@ def _write_log(path, tr):
     atomic_write(path, writer)
 
 
-def _write_plot(path, tr):
-    from engine.plots import loss_plot
-
-    loss_plot(path, tr)
-
-
 def _load_rgb(path):
     from engine.io import load_image
 
@@ -285,7 +279,9 @@ def train(
     tr = _train(inp.rgb, cfg, kernel=k, gt=g, resume=resume, on_interrupt=interrupted)
     save(tr)
     if plot:
-        _write_plot(plot, tr)
+        from engine.plots import loss_plot
+
+        loss_plot(plot, tr)
     last = f", final loss {tr.history['loss'][-1]:.4g}" if tr.history["loss"] else ""
     typer.echo(f"trained {tr.iteration} iterations in {tr.seconds:.1f} s ({tr.stop_reason}){last}; model saved to {output}")
 

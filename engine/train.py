@@ -338,10 +338,3 @@ class Trainer:
         self._epoch_acc = meta["epoch_acc"]
         self.events = meta["events"]
         self._good = self._snapshot()
-
-
-def config_from_meta(meta):
-    """The TrainConfig stored in a checkpoint's meta."""
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})
-
