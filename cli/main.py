@@ -55,7 +55,9 @@ def friendly(fn):
 # ---------------------------------------------------------------------------------------
 Scale = Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor (> 1; non-integer allowed).")]
 Preset = Annotated[str, typer.Option(help="'zssr' (default: ZSSR's recipe) or 'seed' (the course report's method exactly).")]
-Iters = Annotated[Optional[int], typer.Option(help="Maximum training iterations (zssr: the learning-rate policy usually stops earlier).")]
+Iters = Annotated[Optional[int], typer.Option(help="Training iterations per upscaling step (zssr: 2600, shared by its --gradual networks; with --schedule policy an upper bound).")]
+Schedule = Annotated[Optional[str], typer.Option("--schedule", help="Learning rate: cosine (zssr default: from --lr down to 9e-6 over the iterations), policy (ZSSR's: divide by 10 when the reconstruction error stops falling, stop below 9e-6) or constant (seed).")]
+Gradual = Annotated[Optional[int], typer.Option("--gradual", help="zssr: networks trained per upscaling step, each starting from the last and learning from its result (2: x1.5 then x2); 1 is ZSSR's one jump.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Seed preset: passes over the image pyramid.")]
 TimeBudget = Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")]
 Lr = Annotated[Optional[float], typer.Option(help="Initial learning rate (zssr 1e-3, seed 2e-7).")]
@@ -73,15 +75,17 @@ Ensemble = Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", he
 BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back-projection iterations per step (zssr default 10).")]
 Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles of this many pixels (exact result).")]
 Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
-TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr preset: a network trained anew at each step (ZSSR's gradual super-resolution). Default: zssr at most x2 per step (x4 in 2), seed 1.")]
+TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr preset: networks trained anew at each step on its input, the last step's result (ZSSR's gradual super-resolution). Default: zssr at most x2 per step (x4 in 2), seed 1.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 
 
 def _train_overrides(iters=None, epochs=None, time_budget=None, lr=None, optimizer=None, momentum=None, loss=None,
-                     bias=None, crop=None, max_side=None, noise=None, seed=None, scale=None):
+                     bias=None, crop=None, max_side=None, noise=None, seed=None, scale=None, schedule=None,
+                     gradual=None):
     return dict(iters=iters, epochs=epochs, time_budget=time_budget, lr=lr, optimizer=optimizer, momentum=momentum,
-                loss=loss, bias=bias, crop=crop, max_side=max_side, noise=noise, seed=seed, scale=scale)
+                loss=loss, bias=bias, crop=crop, max_side=max_side, noise=noise, seed=seed, scale=scale,
+                schedule=schedule, gradual=gradual)
 
 
 def _parse_size(size):
@@ -109,6 +113,7 @@ class _Progress:
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=console, transient=False, disable=not console.is_terminal,
         )
+        self.total = total
         self.task = self.progress.add_task(description, total=total, info="")
 
     def __enter__(self):
@@ -123,7 +128,7 @@ class _Progress:
         if completed is not None:
             kw["completed"] = completed
         if total is not None:
-            kw["total"] = total
+            kw["total"] = self.total = total
         if info is not None:
             kw["info"] = info
         if advance is not None:
@@ -141,10 +146,13 @@ def _bar_callback(bar):
         info = f"loss {t.history['loss'][-1]:.4g}  lr {t.opt.lr:.2g}" if t.history["loss"] else ""
         if t.evals["psnr"] and not math.isnan(t.evals["psnr"][-1]):
             info += f"  psnr {t.evals['psnr'][-1]:.2f} dB"
-        if t.done() and not t.stop_requested:  # stopped by the policy or the budget: the bar ends full
-            bar.update(completed=t.iteration, total=max(t.iteration, 1), info=info)
+        done = t.offset + t.iteration  # over the sub-steps of a gradual job
+        if t.done() and not t.stop_requested:
+            # stopped before its planned iterations (the policy or the budget): take them off the total
+            total = done if bar.total is None else max(done, bar.total - max(t.total - t.iteration, 0))
+            bar.update(completed=done, total=max(total, 1), info=info)
         else:
-            bar.update(completed=t.iteration, info=info)
+            bar.update(completed=done, info=info)
 
     return cb
 
@@ -228,6 +236,7 @@ def train(
     iters: Iters = None,
     epochs: Epochs = None,
     time_budget: TimeBudget = None,
+    schedule: Schedule = None,
     lr: Lr = None,
     optimizer: Optim = None,
     momentum: Momentum = None,
@@ -247,6 +256,10 @@ def train(
 ):
     """Train a network on IMAGE itself (internal learning) and save it as a model.
 
+    This trains one network, in one jump to --scale. `zssr upscale` (zssr preset) trains
+    --gradual networks per step, the later ones also on the earlier ones' results; its
+    --save-model keeps the last of them, which `zssr infer` then uses.
+
     Ctrl-C saves a checkpoint to OUTPUT and exits with status 130; --resume continues it
     exactly (the same weights as an uninterrupted run)."""
     from engine import checkpoint
@@ -256,7 +269,7 @@ def train(
 
     inp = _load_rgb(image)
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
-                                                      crop, max_side, noise, seed, scale))
+                                                      crop, max_side, noise, seed, scale, schedule))
     check_training(cfg, inp.rgb.shape[:2], parse_max_memory(max_memory))
     protect = [image] + ([gt] if gt else []) + ([resume] if resume else []) + ([kernel] if kernel else [])
     overwrite_resume = resume is not None and Path(resume).resolve() == Path(output).resolve()
@@ -352,6 +365,7 @@ def upscale(
     iters: Iters = None,
     epochs: Epochs = None,
     time_budget: TimeBudget = None,
+    schedule: Schedule = None,
     lr: Lr = None,
     optimizer: Optim = None,
     momentum: Momentum = None,
@@ -363,6 +377,7 @@ def upscale(
     noise: Noise = None,
     seed: Seed = 0,
     steps: TrainSteps = None,
+    gradual: Gradual = None,
     ensemble: Ensemble = None,
     back_projection: BackProj = None,
     tile: Tile = None,
@@ -385,7 +400,7 @@ def upscale(
     from engine.train import TrainConfig
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
-                                                      crop, max_side, noise, seed, scale))
+                                                      crop, max_side, noise, seed, scale, schedule, gradual))
     k = load_kernel(kernel) if kernel else None
     if input.is_dir():
         if save_model or compare:
@@ -399,9 +414,9 @@ def upscale(
     for extra in (save_model, compare):
         if extra:
             _check_out(extra, force, protect=[input, output])
-    from engine.job import upscale_file
+    from engine.job import planned_iterations, upscale_file
 
-    with _Progress(cfg.iters if cfg.recipe == "crops" else None, "training") as bar:
+    with _Progress(planned_iterations(cfg, steps, k) if cfg.recipe == "crops" else None, "training") as bar:
         r = upscale_file(input, output, cfg, kernel=k, steps=steps, ensemble=ensemble, back_projection=back_projection,
                          tile=tile, save_model=save_model, compare=compare, force=force, callback=_bar_callback(bar),
                          max_memory=parse_max_memory(max_memory))
@@ -445,8 +460,10 @@ def eval_(
     preset: Preset = "zssr",
     iters: Iters = None,
     time_budget: TimeBudget = None,
+    schedule: Schedule = None,
     seed: Seed = 0,
     steps: TrainSteps = None,
+    gradual: Gradual = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
     force: Force = False,
 ):
@@ -455,15 +472,16 @@ def eval_(
     import json
 
     from engine.evaluate import evaluate_folder, format_table
-    from engine.job import train_and_upscale
+    from engine.job import planned_iterations, train_and_upscale
     from engine.train import TrainConfig
 
-    cfg = TrainConfig.make(preset, **_train_overrides(iters=iters, time_budget=time_budget, seed=seed, scale=float(scale)))
+    cfg = TrainConfig.make(preset, **_train_overrides(iters=iters, time_budget=time_budget, seed=seed, scale=float(scale),
+                                                      schedule=schedule, gradual=gradual))
     if json_out:
         _check_out(json_out, force)
 
     def sr_fn(lr_img, s):
-        with _Progress(cfg.iters, "training") as bar:
+        with _Progress(planned_iterations(cfg, steps), "training") as bar:
             sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, callback=_bar_callback(bar))
         for t in trainers:
             for e in t.events:

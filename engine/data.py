@@ -10,7 +10,8 @@ Two recipes:
 * `Pyramid` (the seed's): sharp copies of the image at a few smaller sizes, each with its
   blurry twin, made once and fed whole, one at a time, in epochs.
 * `CropSampler` (ZSSR's): each iteration a fresh "father": a copy of the image scaled by a
-  random factor in [min_scale, 1], a random crop of it, one of the 8 flips/rotations; its
+  random factor in [min_scale, 1] (or up to the largest earlier result, in gradual
+  super-resolution), a random crop of it, one of the 8 flips/rotations; its
   "son" made with bicubic or the given kernel, with optional Gaussian noise.
 """
 from pathlib import Path
@@ -104,23 +105,44 @@ class Pyramid:
         return self.pairs[i % len(self.pairs)]
 
 
+def pool_factors(min_scale, max_scale):
+    """The sizes (relative to the image) of CropSampler's copies: min_scale to max_scale
+    in steps of about 0.1."""
+    n = max(1, int(round((max_scale - min_scale) / 0.1)) + 1)
+    return np.linspace(min_scale, max_scale, n) if n > 1 else np.array([max_scale])
+
+
+def substep_factors(scale, gradual):
+    """Gradual super-resolution inside one upscaling step by `scale`: the factors of the
+    `gradual` networks trained one after the other (x2 in 2: 1.5 then 2)."""
+    return [float(f) for f in np.linspace(1.0, scale, gradual + 1)[1:]]
+
+
 class CropSampler:
     """ZSSR's training pairs: a fresh random father and son every call.
 
-    Fathers come from a pool of copies of the image at factors linspace(min_scale, 1,
-    pool) (made once), chosen with probability proportional to their area; then a random
-    crop of `crop` pixels (the whole copy when it is smaller) and a random flip/rotation."""
+    Fathers come from a pool of copies of the image at factors min_scale, min_scale + 0.1,
+    ..., max_scale of its size (made once), chosen with probability proportional to their
+    area; then a random crop of `crop` pixels (the whole copy when it is smaller) and a
+    random flip/rotation.
 
-    def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=0.5, pool=6):
+    `sources` (gradual super-resolution): earlier results of upscaling the image, as
+    (image, factor) pairs, factor > 1 being its size relative to `img`. A copy at factor f
+    is then made from the smallest source at least f times the image's size, and the pool
+    goes up to the largest factor given (max_scale)."""
+
+    def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=0.5, sources=()):
         self.scale, self.crop, self.kernel, self.noise = scale, crop, kernel, noise
         h, w = img.shape[:2]
+        srcs = sorted([(1.0, img)] + [(float(f), s) for s, f in sources], key=lambda t: t[0])
         self.fathers = []
-        for f in np.linspace(min_scale, 1.0, pool) if pool > 1 else [1.0]:
+        for f in pool_factors(min_scale, srcs[-1][0]):
             shape = (max(1, int(round(h * f))), max(1, int(round(w * f))))
             if min(shape) < 2 * scale:
                 continue
-            cp = img if shape == (h, w) else np.clip(resize(img, shape=shape), 0, 1).astype(np.float32)
-            self.fathers.append(np.ascontiguousarray(cp))
+            src = next(s for b, s in srcs if b >= f - 1e-6)
+            cp = src if shape == src.shape[:2] else np.clip(resize(src, shape=shape), 0, 1).astype(np.float32)
+            self.fathers.append(np.ascontiguousarray(cp, dtype=np.float32))
         if not self.fathers:
             raise UserError(f"the image ({h}x{w}) is too small to train at scale {scale}")
         areas = np.array([f.shape[0] * f.shape[1] for f in self.fathers], np.float64)

@@ -42,48 +42,86 @@ def default_steps(cfg):
     return int(math.ceil(math.log2(cfg.scale) - 1e-9))
 
 
+def stage_plan(cfg, steps, kernel=None):
+    """The networks trained for one upscaling step: a list of (factor, iterations).
+
+    zssr preset: `cfg.gradual` networks at factors 1 + k (s - 1) / gradual (x2 in 2: 1.5
+    then 2), the iterations of the step shared in proportion to the factors. One network
+    for the seed preset, or with a known blur kernel (it belongs to one factor)."""
+    from .data import substep_factors
+
+    if steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    s = float(cfg.scale) ** (1.0 / steps)
+    if cfg.recipe != "crops" or kernel is not None or cfg.gradual == 1:
+        return [(s, cfg.iters)]
+    fs = substep_factors(s, cfg.gradual)
+    its = [max(1, int(round(cfg.iters * f / sum(fs)))) for f in fs]
+    return list(zip(fs, its))
+
+
+def planned_iterations(cfg, steps=None, kernel=None):
+    """Iterations of the whole job (for progress bars; the policy schedule may stop sooner)."""
+    steps = default_steps(cfg) if steps is None else steps
+    per_step = sum(n for _, n in stage_plan(cfg, steps, kernel))
+    return per_step * (steps if cfg.recipe == "crops" else 1)
+
+
+def _size(hw, f):
+    return tuple(max(1, int(math.ceil(n * f - 1e-9))) for n in hw)
+
+
 def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_projection=None, tile=None,
                       max_memory=None, callback=None):
     """Train on `img` and upscale it by cfg.scale in `steps` equal factors. Returns
     (sr, trainers, base), base being the image the first network learned from.
 
-    zssr preset (random crops): a network is trained anew on each intermediate result, at
-    that step's factor (ZSSR's gradual super-resolution). seed preset (pyramid): one network,
-    trained at cfg.scale's step factor, applied again at every step (the seed's loop
-    "upscale, sharpen, repeat")."""
+    zssr preset (random crops), ZSSR's gradual super-resolution: each step's result is the
+    next step's input, and inside a step (`stage_plan`) each network starts from the
+    previous one and learns also from the previous one's result (x2: a network at x1.5,
+    its x1.5 result, then a network at x2 learning from the image and that result). seed
+    preset (pyramid): one network, trained at cfg.scale's step factor, applied again at
+    every step (the seed's loop "upscale, sharpen, repeat")."""
     from dataclasses import replace
 
     from .infer import scale_schedule, super_resolve
     from .memory import check_training
+    from .data import shrink_to
     from .train import Trainer
 
     steps = default_steps(cfg) if steps is None else steps
-    if steps < 1:
-        raise UserError(f"--steps must be >= 1, got {steps}")
     ens, bp = infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
-    step_cfg = replace(cfg, scale=float(cfg.scale) ** (1.0 / steps)) if steps > 1 else cfg
-    gradual = steps > 1 and cfg.recipe == "crops"
-    if max_memory is not None:
-        check_training(step_cfg, img.shape[:2], max_memory)
-    tr = Trainer(img, step_cfg, kernel=kernel)
-    tr.run(callback)
-    trainers = [tr]
-    # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
-    base = tr.img if cfg.max_side else img
-    if not gradual:
+    plan = stage_plan(cfg, steps, kernel)
+    step_cfg = replace(cfg, scale=plan[-1][0], iters=plan[-1][1])
+    if cfg.recipe != "crops":
+        if max_memory is not None:
+            check_training(step_cfg, img.shape[:2], max_memory)
+        tr = Trainer(img, step_cfg, kernel=kernel)
+        tr.run(callback)
+        # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
+        base = tr.img if cfg.max_side else img
         sr = super_resolve(tr.net, base, scale=cfg.scale, steps=steps, ensemble=ens, back_projection=bp,
                            tile=tile, kernel=kernel, max_memory=max_memory)
-        return sr, trainers, base
-    cur = base
-    for k, hw in enumerate(scale_schedule(base.shape[:2], scale=cfg.scale, steps=steps)):
-        if k > 0:
-            if max_memory is not None:
-                check_training(step_cfg, cur.shape[:2], max_memory)
-            tr = Trainer(cur, step_cfg, kernel=kernel)
+        return sr, [tr], base
+    trainers = []
+    cur = base = shrink_to(img, cfg.max_side)
+    for hw in scale_schedule(img.shape[:2], scale=cfg.scale, steps=steps):
+        if max_memory is not None:
+            check_training(replace(cfg, scale=plan[-1][0]), cur.shape[:2], max_memory)
+        sources, net = [], None
+        for k, (f, n) in enumerate(plan):
+            budget = cfg.time_budget * n / sum(m for _, m in plan)  # --time-budget is per step, shared alike
+            tr = Trainer(cur, replace(cfg, scale=f, iters=n, time_budget=budget), kernel=kernel, sources=sources,
+                         start=net)
+            tr.offset = sum(t.iteration for t in trainers)
             tr.run(callback)
             trainers.append(tr)
-        cur = super_resolve(tr.net, cur, size=hw, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
-                            max_memory=max_memory)
+            last = k == len(plan) - 1
+            out = super_resolve(tr.net, cur, size=hw if last else _size(cur.shape[:2], f), ensemble=ens,
+                                back_projection=bp, tile=tile, kernel=kernel, max_memory=max_memory)
+            sources.append((out, f))
+            net = tr.net
+        cur = out
     return cur, trainers, base
 
 

@@ -79,8 +79,15 @@ def training_bytes(cfg, img_hw, dtype_size=4):
         shapes = [(min(cfg.crop, h), min(cfg.crop, w))]
     c_w = -(-cfg.width // 16) * 16
     per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
-    pool = 6 * h * w * 3 * dtype_size
-    return BASELINE + per_shape + pool
+    from .data import pool_factors, substep_factors
+
+    if cfg.recipe == "pyramid":  # every level's sharp and blurry copies
+        pool = 6 * h * w * 3 * dtype_size
+    else:  # the copies of the image (and of the earlier sub-steps' results) fathers are cut from
+        subs = substep_factors(cfg.scale, cfg.gradual)
+        top = subs[-2] if len(subs) > 1 else 1.0
+        pool = sum(f * f for f in pool_factors(0.5, top)) * h * w * 3 * dtype_size
+    return BASELINE + per_shape + int(pool)
 
 
 def choose_tile(net, in_hw, out_hw, tile, ensemble, max_bytes):

@@ -1,9 +1,9 @@
-"""The training loop: presets, the learning-rate policy, health checks, exact resume.
+"""The training loop: presets, learning-rate schedules, health checks, exact resume.
 
 One iteration: a training pair from the recipe (data.py) -> forward -> loss -> backward ->
 optimiser step. Every `eval_every` iterations: the reconstruction error (the network applied
-to the blurry twin of the whole image, against the image), the learning-rate policy, and a
-health check. Everything random comes from one numpy Generator seeded by `seed`, and its
+to the blurry twin of the whole image, against the image), the learning-rate policy (when
+that is the schedule), and a health check. Everything random comes from one numpy Generator seeded by `seed`, and its
 state is in the checkpoint: stopping at 20 iterations and resuming to 40 gives bitwise the
 weights of 40 straight.
 
@@ -11,7 +11,13 @@ Presets:
 * "seed": the course report's method exactly: pyramid of whole images, fed one at a time
   in epochs, MSE as 1/2 sum (y - t)^2, plain SGD W := W - lr dE/dW, no residual, biases.
 * "zssr" (the default): ZSSR's recipe: random crops with flips/rotations, residual
-  learning, no biases, L1 loss, Adam, and the reconstruction-error learning-rate policy.
+  learning, no biases, L1 loss, Adam; gradual super-resolution (`gradual` networks per
+  upscaling step, each starting from the previous one and also learning from its result:
+  see job.py), each trained for a fixed number of iterations with a cosine learning rate
+  from `lr` down to `min_lr`. `schedule="policy"` is ZSSR's own rule instead (divide the
+  rate by 10 when the reconstruction error stops falling, stop below `min_lr`), and
+  gradual=1 its one-jump setting: on Set5 x2 the two settings measured 37.0 dB, this
+  preset's defaults 37.3-37.4 dB in the same time (README).
 """
 import hashlib
 import time
@@ -30,7 +36,8 @@ class TrainConfig:
     preset: str = "zssr"
     scale: float = 2.0
     recipe: str = "crops"          # "crops" (ZSSR) or "pyramid" (seed)
-    iters: int = 1500              # upper bound on iterations (the policy usually stops first)
+    iters: int = 2600              # iterations per upscaling step, over its gradual sub-steps
+                                   # (schedule "policy": an upper bound; it usually stops first)
     epochs: int = 0                # pyramid recipe: passes over the pyramid (overrides iters)
     time_budget: float = 0.0       # seconds; 0 = none
     lr: float = 1e-3
@@ -42,12 +49,13 @@ class TrainConfig:
     init: str = "zssr"
     width: int = 64
     depth: int = 8
-    crop: int = 128
+    crop: int = 96
     max_side: int = 0              # shrink the input so its longer side is at most this (0: never)
     levels: int = 4                # pyramid recipe: number of sharp copies
     noise: float = 0.0
     seed: int = 0
-    lr_policy: bool = True
+    schedule: str = "cosine"       # "cosine", "policy" (ZSSR's) or "constant"
+    gradual: int = 2               # networks trained per upscaling step (1: ZSSR's one jump)
     eval_every: int = 50           # iterations between reconstruction-error measurements
     policy_check_every: int = 60
     slope_range: int = 256         # iterations of recent reconstruction errors fitted by a line
@@ -64,7 +72,7 @@ class TrainConfig:
         if preset == "seed":
             return cls(preset="seed", recipe="pyramid", epochs=30, iters=0, lr=2e-7, optimizer="sgd",
                        momentum=0.0, loss="sse", bias=True, residual=False, init="he", max_side=500,
-                       lr_policy=False, eval_every=0, ensemble=False, back_projection=0)
+                       schedule="constant", gradual=1, eval_every=0, ensemble=False, back_projection=0)
         raise UserError(f"unknown preset {preset!r}; use 'zssr' or 'seed'")
 
     @classmethod
@@ -102,6 +110,10 @@ class TrainConfig:
             bad.append(f"--optimizer must be sgd or adam, got {self.optimizer}")
         if self.loss not in ("mse", "l1", "sse"):
             bad.append(f"--loss must be mse, l1 or sse, got {self.loss}")
+        if self.schedule not in ("cosine", "policy", "constant"):
+            bad.append(f"schedule must be cosine, policy or constant, got {self.schedule}")
+        if self.gradual < 1:
+            bad.append(f"gradual must be >= 1, got {self.gradual}")
         if self.recipe not in ("crops", "pyramid"):
             bad.append(f"recipe must be crops or pyramid, got {self.recipe}")
         if not 0 <= self.momentum < 1:
@@ -119,13 +131,18 @@ def image_digest(img):
 class Trainer:
     """Trains a Network on one image. `run()` until done; `state()` for a checkpoint."""
 
-    def __init__(self, img, cfg, kernel=None, gt=None):
+    def __init__(self, img, cfg, kernel=None, gt=None, sources=(), start=None):
+        """sources: earlier results of upscaling `img` as (image, factor) pairs, learnt from
+        too (gradual super-resolution); start: a Network whose weights to start from."""
         self.cfg = cfg
         self.img = shrink_to(np.ascontiguousarray(img, np.float32), cfg.max_side)
         self.kernel = kernel
         self.gt = gt
         self.net = Network(width=cfg.width, depth=cfg.depth, residual=cfg.residual, bias=cfg.bias,
                            seed=cfg.seed, init=cfg.init)
+        if start is not None:
+            for p, q in zip(self.net.params, start.params):
+                p[...] = q
         self.opt = make_optimizer(cfg.optimizer, self.net, cfg.lr, momentum=cfg.momentum)
         self.rng = np.random.default_rng(cfg.seed)
         if cfg.recipe == "pyramid":
@@ -133,7 +150,8 @@ class Trainer:
             self.total = cfg.epochs * len(self.pyramid) if cfg.epochs else cfg.iters
             self.sampler = None
         else:
-            self.sampler = CropSampler(self.img, cfg.scale, crop=cfg.crop, kernel=kernel, noise=cfg.noise)
+            self.sampler = CropSampler(self.img, cfg.scale, crop=cfg.crop, kernel=kernel, noise=cfg.noise,
+                                       sources=sources)
             self.total = cfg.iters
             self.pyramid = None
         self.recon_in = degrade(self.img, cfg.scale, kernel) if cfg.eval_every else None
@@ -146,6 +164,8 @@ class Trainer:
         self.epoch_loss = []
         self.events = []
         self.lr_change_iter = 0
+        self.lr_scale = 1.0            # the cosine schedule's factor, lowered by divergence recovery
+        self.offset = 0                # iterations of earlier sub-steps of the same job (progress bars)
         self.stop_requested = False
         self.stop_reason = ""
         self._good = None
@@ -167,6 +187,8 @@ class Trainer:
         if self.iteration < 3 and self.net.dead_layers():
             self._reinit(f"network dead at iteration {self.iteration}: layer {self.net.dead_layers()[0] + 1} outputs zero everywhere")
             return loss
+        if self.cfg.schedule == "cosine":
+            self.opt.lr = self.scheduled_lr()
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and handled below
             self.opt.step()
         self.iteration += 1
@@ -179,11 +201,18 @@ class Trainer:
                 self._epoch_acc = []
         if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0:
             self.evaluate()
-        if self.cfg.lr_policy and self.iteration % self.cfg.policy_check_every == 0:
+        if self.cfg.schedule == "policy" and self.iteration % self.cfg.policy_check_every == 0:
             self._policy()
         return loss
 
     # -- measurement, policy, health -------------------------------------------------------
+    def scheduled_lr(self):
+        """The cosine schedule's rate for the current iteration: lr at the first, min_lr at
+        the last (times lr_scale)."""
+        cfg = self.cfg
+        x = min(self.iteration / max(self.total - 1, 1), 1.0)
+        return self.lr_scale * (cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + np.cos(np.pi * x)))
+
     def reconstruction_error(self):
         """MSE of the network applied to the blurry twin of the whole image, against it."""
         from .infer import apply_network
@@ -252,14 +281,16 @@ class Trainer:
         if self._good is None:
             self._reinit(why + "; no healthy state yet")
             self.opt.lr /= 10.0
+            self.lr_scale /= 10.0
             return
         params, arrays, t, lr = self._good
         for p, s in zip(self.net.params, params):
             p[...] = s
         self.opt.load_state({"t": t, "lr": min(lr, self.opt.lr) / 10.0, "arrays": arrays})
+        self.lr_scale /= 10.0
         self.lr_change_iter = self.iteration
         self.events.append(f"{why}: rolled back to the last good state, learning rate -> {self.opt.lr:.3g}")
-        if self.opt.lr < self.cfg.min_lr * 1e-3:
+        if self.opt.lr < self.cfg.min_lr * 1e-3 or self.lr_scale < 1e-3:
             raise UserError(f"training keeps diverging ({why}); try a smaller --lr")
 
     def _reinit(self, why):
@@ -282,7 +313,7 @@ class Trainer:
         if self.iteration >= self.total:
             self.stop_reason = self.stop_reason or "iterations done"
             return True
-        if cfg.lr_policy and self.opt.lr < cfg.min_lr and self.iteration >= cfg.min_iters:
+        if cfg.schedule == "policy" and self.opt.lr < cfg.min_lr and self.iteration >= cfg.min_iters:
             self.stop_reason = "learning rate below the minimum"
             return True
         if cfg.time_budget and self.seconds >= cfg.time_budget:
@@ -309,6 +340,7 @@ class Trainer:
             "seconds": self.seconds,
             "rng": self.rng.bit_generator.state,
             "lr_change_iter": self.lr_change_iter,
+            "lr_scale": self.lr_scale,
             "history": self.history,
             "evals": self.evals,
             "epoch_loss": self.epoch_loss,
@@ -332,6 +364,7 @@ class Trainer:
         self.iteration = int(meta["iteration"])
         self.seconds = float(meta.get("seconds", 0.0))
         self.lr_change_iter = int(meta["lr_change_iter"])
+        self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.history = meta["history"]
         self.evals = meta["evals"]
         self.epoch_loss = meta["epoch_loss"]

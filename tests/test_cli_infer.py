@@ -176,3 +176,34 @@ def test_default_steps_go_x2_at_a_time_for_zssr(run_cli, small_rgb, tmp_path):
     assert code == 0 and "trained 8 iterations" in stdout, stderr
     code, _, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "x.png", "-s", "4", "--steps", "0", *FAST)
     assert code == 2 and "--steps" in stderr and not (tmp_path / "x.png").exists()
+
+
+def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_result():
+    from engine.job import planned_iterations, stage_plan, train_and_upscale
+    from engine.train import TrainConfig
+
+    img = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
+    cfg = TrainConfig.make("zssr", iters=7, crop=16, eval_every=0)
+    assert stage_plan(cfg, 1) == [(1.5, 3), (2.0, 4)] and planned_iterations(cfg) == 7
+    assert planned_iterations(TrainConfig.make("zssr", iters=7, scale=4)) == 14
+    sr, trainers, base = train_and_upscale(img, cfg, ensemble=False, back_projection=0)
+    assert sr.shape == (60, 68, 3) and base is img
+    first, second = trainers
+    assert (first.cfg.scale, first.iteration, second.cfg.scale, second.iteration) == (1.5, 3, 2.0, 4)
+    assert second.offset == 3
+    assert second.sampler.fathers[-1].shape == (45, 51, 3)  # the x1.5 result is learnt from
+    assert max(f.shape[0] for f in first.sampler.fathers) == 30
+    # a known kernel belongs to one factor: one network, in one jump
+    k = np.ones((4, 4)) / 16
+    assert stage_plan(cfg, 1, kernel=k) == [(2.0, 7)]
+    assert stage_plan(TrainConfig.make("zssr", iters=7, gradual=1), 1) == [(2.0, 7)]
+
+
+def test_upscale_one_jump_with_zssr_policy(run_cli, small_rgb, tmp_path):
+    out = tmp_path / "x2.png"
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out, *FAST, "--gradual", "1", "--schedule", "policy",
+                                   "--no-ensemble")
+    assert code == 0, stderr
+    assert "trained 4 iterations" in stdout and size_of(out) == ((96, 80), "RGB")
+    code, _, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "y.png", *FAST, "--schedule", "sawtooth")
+    assert code == 2 and "schedule" in stderr and stderr.count("\n") == 1 and not (tmp_path / "y.png").exists()

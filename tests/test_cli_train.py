@@ -46,8 +46,25 @@ def test_same_seed_same_weights(run_cli, small_rgb, tmp_path):
 
 
 def test_resume_is_exact(run_cli, small_rgb, tmp_path):
+    """Interrupted at iteration 6 of 12 (a real SIGINT) and resumed: bitwise the weights of
+    12 straight, the cosine schedule included."""
     straight, half = tmp_path / "straight.npz", tmp_path / "half.npz"
-    opts = ["--crop", "24", "--seed", "1"]
+    opts = ["--iters", "12", "--crop", "24", "--seed", "1"]
+    assert run_cli("train", small_rgb, "-o", straight, *opts)[0] == 0
+    env = dict(os.environ, ZSSR_TEST_SIGINT_AT="6")
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "train", str(small_rgb), "-o", str(half), *opts],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130, proc.stderr
+    assert not all(np.array_equal(x, y) for x, y in zip(params_of(straight), params_of(half)))
+    code, _, stderr = run_cli("train", small_rgb, "-o", half, *opts, "--resume", half)
+    assert code == 0, stderr
+    assert all(np.array_equal(x, y) for x, y in zip(params_of(straight), params_of(half)))
+
+
+def test_resume_extends_a_policy_run(run_cli, small_rgb, tmp_path):
+    """With ZSSR's policy (no planned end), a finished run can be resumed to more iterations."""
+    straight, half = tmp_path / "straight.npz", tmp_path / "half.npz"
+    opts = ["--crop", "24", "--seed", "1", "--schedule", "policy"]
     assert run_cli("train", small_rgb, "-o", straight, "--iters", "12", *opts)[0] == 0
     assert run_cli("train", small_rgb, "-o", half, "--iters", "6", *opts)[0] == 0
     code, _, stderr = run_cli("train", small_rgb, "-o", half, "--iters", "12", *opts, "--resume", half)

@@ -77,3 +77,22 @@ def test_load_kernel(tmp_path):
         load_kernel(tmp_path / "obj.npy")
     with pytest.raises(UserError, match="does not exist"):
         load_kernel(tmp_path / "missing.npy")
+
+
+def test_crop_sampler_learns_from_earlier_results_up_to_their_size():
+    """Gradual SR: with a x1.5 result as a source, the copies go from 0.5 to 1.5 of the
+    image; those above 1 are cut from the result (the largest is the result itself), those
+    up to 1 from the image."""
+    from engine.data import pool_factors, substep_factors
+
+    x, big = img(40, 50), img(60, 75, seed=1)
+    plain = CropSampler(x, 2.0, crop=32)
+    assert [f.shape[:2] for f in plain.fathers] == [(20, 25), (24, 30), (28, 35), (32, 40), (36, 45), (40, 50)]
+    s = CropSampler(x, 2.0, crop=32, sources=[(big, 1.5)])
+    assert [f.shape[:2] for f in s.fathers][-5:] == [(44, 55), (48, 60), (52, 65), (56, 70), (60, 75)]
+    assert s.fathers[-1] is big and np.array_equal(s.fathers[5], x)
+    assert np.allclose(s.fathers[-2], np.clip(resize(big, shape=(56, 70)), 0, 1))
+    assert np.isclose(s.p.sum(), 1.0) and s.p[-1] == s.p.max()  # by area
+    assert np.allclose(pool_factors(0.5, 1.5), np.arange(5, 16) / 10)
+    assert substep_factors(2.0, 2) == [1.5, 2.0] and substep_factors(2.0, 1) == [2.0]
+    assert np.allclose(substep_factors(3.0, 4), [1.5, 2.0, 2.5, 3.0])

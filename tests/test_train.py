@@ -36,7 +36,7 @@ def test_seed_preset_shrinks_to_max_side_and_builds_the_pyramid():
 
 
 def test_policy_divides_the_rate_when_the_error_stops_falling():
-    cfg = TrainConfig.make("zssr", eval_every=10, policy_check_every=20, slope_range=40, iters=1000)
+    cfg = TrainConfig.make("zssr", eval_every=10, policy_check_every=20, slope_range=40, iters=1000, schedule="policy")
     tr = Trainer(image(), cfg)
     tr.evals = {"iter": [10, 20, 30, 40, 50, 60], "recon": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
                 "lr": [1e-3] * 6, "psnr": [np.nan] * 6}
@@ -52,7 +52,7 @@ def test_policy_divides_the_rate_when_the_error_stops_falling():
 
 def test_stops_when_the_rate_falls_below_the_minimum():
     cfg = TrainConfig.make("zssr", iters=500, min_iters=5, crop=16, eval_every=5, policy_check_every=5,
-                           slope_range=20, lr=2e-5, min_lr=1e-5)
+                           slope_range=20, lr=2e-5, min_lr=1e-5, schedule="policy")
     tr = Trainer(image(), cfg).run()
     assert tr.stop_reason == "learning rate below the minimum" and tr.iteration < 500
 
@@ -60,7 +60,7 @@ def test_stops_when_the_rate_falls_below_the_minimum():
 def test_a_dead_network_is_reinitialised():
     """Biases so negative that every ReLU is off: the output is the input whatever the
     weights, the reconstruction error is flat from the start; the trainer re-initialises."""
-    cfg = TrainConfig.make("zssr", bias=True, iters=40, crop=16, eval_every=5, lr_policy=False)
+    cfg = TrainConfig.make("zssr", bias=True, iters=40, crop=16, eval_every=5, schedule="constant")
     tr = Trainer(image(), cfg)
     for b in tr.net.biases[:-1]:
         b[...] = -100.0
@@ -72,7 +72,7 @@ def test_a_dead_network_is_reinitialised():
 def test_divergence_rolls_back_and_lowers_the_rate():
     """A rate far too high: the loss overflows; the trainer rolls back to the last healthy
     state, each time with a rate ten times lower, until training is stable again."""
-    cfg = TrainConfig.make("zssr", iters=40, crop=16, eval_every=5, lr_policy=False, optimizer="sgd",
+    cfg = TrainConfig.make("zssr", iters=40, crop=16, eval_every=5, schedule="constant", optimizer="sgd",
                            momentum=0.0, loss="sse", lr=1e4)
     tr = Trainer(image(), cfg)
     tr.run()
@@ -80,3 +80,26 @@ def test_divergence_rolls_back_and_lowers_the_rate():
     assert rates and rates == sorted(rates, reverse=True) and len(set(rates)) == len(rates), tr.events
     assert all(np.all(np.isfinite(p)) for p in tr.net.params)
     assert np.isfinite(tr.history["loss"][-1]) and tr.opt.lr < 1e4
+
+
+def test_cosine_schedule_goes_from_lr_to_min_lr():
+    cfg = TrainConfig.make("zssr", iters=30, crop=16, eval_every=10, lr=1e-3, min_lr=1e-5)
+    assert cfg.schedule == "cosine"
+    rates = []
+    tr = Trainer(image(), cfg)
+    tr.run(lambda t: rates.append(t.opt.lr))
+    assert tr.iteration == 30 and tr.stop_reason == "iterations done"
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert all(a >= b for a, b in zip(rates, rates[1:])) and rates[15] == pytest.approx(5.05e-4, rel=0.06)
+    with pytest.raises(UserError, match="schedule"):
+        TrainConfig.make("zssr", schedule="sawtooth")
+    with pytest.raises(UserError, match="gradual"):
+        TrainConfig.make("zssr", gradual=0)
+
+
+def test_warm_start_copies_the_weights():
+    cfg = TrainConfig.make("zssr", iters=5, crop=16, eval_every=0)
+    a = Trainer(image(), cfg).run()
+    b = Trainer(image(), TrainConfig.make("zssr", iters=5, crop=16, eval_every=0, seed=7, scale=1.5), start=a.net)
+    assert all(np.array_equal(p, q) for p, q in zip(a.net.params, b.net.params))
+    assert all(p is not q for p, q in zip(a.net.params, b.net.params))
