@@ -55,7 +55,7 @@ def friendly(fn):
 # ---------------------------------------------------------------------------------------
 Scale = Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor (> 1; non-integer allowed).")]
 Preset = Annotated[str, typer.Option(help="'zssr' (default: ZSSR's recipe) or 'seed' (the course report's method exactly).")]
-Iters = Annotated[Optional[int], typer.Option(help="Training iterations per upscaling step (zssr: 2600, shared by its --gradual networks; with --schedule policy an upper bound).")]
+Iters = Annotated[Optional[int], typer.Option(help="Training iterations per upscaling step (zssr: 2200, shared by its --gradual networks; with --schedule policy an upper bound).")]
 Schedule = Annotated[Optional[str], typer.Option("--schedule", help="Learning rate: cosine (zssr default: from --lr down to 9e-6 over the iterations), policy (ZSSR's: divide by 10 when the reconstruction error stops falling, stop below 9e-6) or constant (seed).")]
 Gradual = Annotated[Optional[int], typer.Option("--gradual", help="zssr: networks trained per upscaling step, each starting from the last and learning from its result (2: x1.5 then x2); 1 is ZSSR's one jump.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Seed preset: passes over the image pyramid.")]
@@ -75,7 +75,7 @@ Ensemble = Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", he
 BackProj = Annotated[Optional[int], typer.Option("--back-projection", help="Back-projection iterations per step (zssr default 10).")]
 Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles of this many pixels (exact result).")]
 Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
-TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr preset: networks trained anew at each step on its input, the last step's result (ZSSR's gradual super-resolution). Default: zssr at most x2 per step (x4 in 2), seed 1.")]
+TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr preset: each step trains anew on the previous step's result (ZSSR's gradual super-resolution). Default: zssr at most x2 per step (x4 in 2), seed 1.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 

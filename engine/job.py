@@ -84,16 +84,16 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     every step (the seed's loop "upscale, sharpen, repeat")."""
     from dataclasses import replace
 
+    from .data import shrink_to
     from .infer import scale_schedule, super_resolve
     from .memory import check_training
-    from .data import shrink_to
     from .train import Trainer
 
     steps = default_steps(cfg) if steps is None else steps
     ens, bp = infer_options({"ensemble": cfg.ensemble, "back_projection": cfg.back_projection}, ensemble, back_projection)
     plan = stage_plan(cfg, steps, kernel)
-    step_cfg = replace(cfg, scale=plan[-1][0], iters=plan[-1][1])
     if cfg.recipe != "crops":
+        step_cfg = replace(cfg, scale=plan[-1][0])
         if max_memory is not None:
             check_training(step_cfg, img.shape[:2], max_memory)
         tr = Trainer(img, step_cfg, kernel=kernel)
@@ -105,7 +105,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
         return sr, [tr], base
     trainers = []
     cur = base = shrink_to(img, cfg.max_side)
-    for hw in scale_schedule(img.shape[:2], scale=cfg.scale, steps=steps):
+    for hw in scale_schedule(base.shape[:2], scale=cfg.scale, steps=steps):
         if max_memory is not None:
             check_training(replace(cfg, scale=plan[-1][0]), cur.shape[:2], max_memory)
         sources, net = [], None

@@ -103,3 +103,15 @@ def test_warm_start_copies_the_weights():
     b = Trainer(image(), TrainConfig.make("zssr", iters=5, crop=16, eval_every=0, seed=7, scale=1.5), start=a.net)
     assert all(np.array_equal(p, q) for p, q in zip(a.net.params, b.net.params))
     assert all(p is not q for p, q in zip(a.net.params, b.net.params))
+
+
+def test_divergence_under_the_cosine_schedule_lowers_its_scale():
+    """The cosine schedule sets the rate every iteration: recovery lowers the schedule's
+    factor, so the lower rate holds."""
+    cfg = TrainConfig.make("zssr", iters=40, crop=16, eval_every=5, optimizer="sgd", momentum=0.0, loss="sse",
+                           lr=1e4)
+    tr = Trainer(image(), cfg)
+    tr.run()
+    recoveries = [e for e in tr.events if "re-initialised" in e or "rolled back" in e]
+    assert recoveries and tr.lr_scale == pytest.approx(10.0 ** -len(recoveries)), tr.events
+    assert all(np.all(np.isfinite(p)) for p in tr.net.params) and np.isfinite(tr.history["loss"][-1])
