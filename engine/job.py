@@ -67,10 +67,6 @@ def planned_iterations(cfg, steps=None, kernel=None):
     return per_step * (steps if cfg.recipe == "crops" else 1)
 
 
-def _size(hw, f):
-    return tuple(max(1, int(math.ceil(n * f - 1e-9))) for n in hw)
-
-
 def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_projection=None, tile=None,
                       max_memory=None, callback=None):
     """Train on `img` and upscale it by cfg.scale in `steps` equal factors. Returns
@@ -117,7 +113,8 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
             tr.run(callback)
             trainers.append(tr)
             last = k == len(plan) - 1
-            out = super_resolve(tr.net, cur, size=hw if last else _size(cur.shape[:2], f), ensemble=ens,
+            size = hw if last else scale_schedule(cur.shape[:2], scale=f)[0]
+            out = super_resolve(tr.net, cur, size=size, ensemble=ens,
                                 back_projection=bp, tile=tile, kernel=kernel, max_memory=max_memory)
             sources.append((out, f))
             net = tr.net

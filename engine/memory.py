@@ -70,23 +70,22 @@ def inference_bytes(net, in_hw, out_hw, tile, ensemble=True):
 def training_bytes(cfg, img_hw, dtype_size=4):
     """Peak bytes of training: per training shape, the network's saved activations and
     gradient buffers (crops for zssr, every pyramid level for seed), plus the image pool."""
-    h, w = img_hw
-    if cfg.recipe == "pyramid":
-        from numpy import linspace
+    from numpy import linspace
 
-        shapes = [(max(1, round(h * f)), max(1, round(w * f))) for f in linspace(1.0, 0.4, cfg.levels)]
-    else:
-        shapes = [(min(cfg.crop, h), min(cfg.crop, w))]
-    c_w = -(-cfg.width // 16) * 16
-    per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
     from .data import pool_factors, substep_factors
 
-    if cfg.recipe == "pyramid":  # every level's sharp and blurry copies
-        pool = 6 * h * w * 3 * dtype_size
-    else:  # the copies of the image (and of the earlier sub-steps' results) fathers are cut from
+    h, w = img_hw
+    if cfg.recipe == "pyramid":
+        shapes = [(max(1, round(h * f)), max(1, round(w * f))) for f in linspace(1.0, 0.4, cfg.levels)]
+        pool = 6 * h * w * 3 * dtype_size  # every level's sharp and blurry copies
+    else:
+        shapes = [(min(cfg.crop, h), min(cfg.crop, w))]
+        # the copies fathers are cut from: of the image, and of the earlier sub-steps' results
         subs = substep_factors(cfg.scale, cfg.gradual)
         top = subs[-2] if len(subs) > 1 else 1.0
         pool = sum(f * f for f in pool_factors(0.5, top)) * h * w * 3 * dtype_size
+    c_w = -(-cfg.width // 16) * 16
+    per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
     return BASELINE + per_shape + int(pool)
 
 
