@@ -57,7 +57,11 @@ class Network:
     residual : add the input to the output (learn the residual over the bicubic image).
     bias : give every layer a bias (the official ZSSR has none).
     seed : initialisation seed; the same seed gives bitwise the same weights.
-    init : "he" (normal, variance 2 / fan_in) or "zssr" (normal, variance 0.1 / fan_in).
+    init : "he" (normal, variance 2 / fan_in) or "zssr" (normal, variance 0.1 / fan_in,
+        ZSSR's, tuned for eight layers: each hidden layer scales the signal's variance by
+        about 0.05, so that past eight layers the gradients fall below Adam's epsilon and
+        the network never learns; deeper networks get their hidden layers' variance raised
+        so that the whole chain starts at the scale of the eight-layer one).
     dtype : np.float32 (training and inference) or np.float64 (gradient checks).
 
     ``params`` and ``grads`` are lists of the live arrays, [w0, b0, w1, b1, ...] (without
@@ -114,9 +118,12 @@ class Network:
     def reinitialize(self, seed):
         """Draw fresh weights (zero biases) from `seed`, in place."""
         rng = np.random.default_rng(seed)
-        for w, b in zip(self.weights, self.biases):
+        deep = 1.0
+        if self.init == "zssr" and self.depth > 8:  # hidden-layer gain g with g^(depth-2) = 0.05^6
+            deep = 0.05 ** (6.0 / (self.depth - 2) - 1.0)
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             fan_in = 9 * w.shape[2]
-            var = (2.0 if self.init == "he" else 0.1) / fan_in
+            var = (2.0 if self.init == "he" else 0.1 * (deep if 0 < l < self.depth - 1 else 1.0)) / fan_in
             w[...] = rng.standard_normal(w.shape) * np.sqrt(var)
             b[...] = 0.0
 

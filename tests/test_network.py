@@ -194,3 +194,23 @@ def test_params_and_grads_are_live_and_ordered():
     net.params[0][...] = 0
     assert not net.weights[0].any()
     assert len(engine.Network(width=8, depth=3, bias=False).params) == 3
+
+
+def test_zssr_init_keeps_eight_layers_and_lets_deeper_networks_learn():
+    """ZSSR's init (variance 0.1 / fan_in) shrinks the signal about 20x in variance per
+    hidden layer: at depth 12 the first layer's gradient fell to ~1e-10, under Adam's
+    epsilon, and the network never moved. Eight layers keep ZSSR's exact variance; deeper
+    ones start with the output scale and first-layer gradient of the eight-layer network."""
+    net8 = engine.Network(depth=8, residual=True, bias=False, seed=0, init="zssr")
+    for w in net8.weights:
+        assert abs(w.var() * 9 * w.shape[2] / 0.1 - 1) < 0.1
+    x, t = pair(24, 24, dtype=np.float32)
+
+    def scales(net):
+        net.loss_and_backward(x, t, "l1")
+        return np.abs(net.forward(x) - x).mean(), np.abs(net.grads[0]).max()
+
+    out8, g8 = scales(net8)
+    for depth in (12, 16):
+        out, g = scales(engine.Network(depth=depth, residual=True, bias=False, seed=0, init="zssr"))
+        assert 0.1 < out / out8 < 10 and 0.1 < g / g8 < 10, (depth, out / out8, g / g8)
