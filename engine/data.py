@@ -105,6 +105,9 @@ class Pyramid:
         return self.pairs[i % len(self.pairs)]
 
 
+MIN_SCALE = 0.5  # CropSampler's smallest copy, relative to the image
+
+
 def pool_factors(min_scale, max_scale):
     """The sizes (relative to the image) of CropSampler's copies: min_scale to max_scale
     in steps of about 0.1."""
@@ -131,7 +134,7 @@ class CropSampler:
     is then made from the smallest source at least f times the image's size, and the pool
     goes up to the largest factor given (max_scale)."""
 
-    def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=0.5, sources=()):
+    def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=MIN_SCALE, sources=()):
         self.scale, self.crop, self.kernel, self.noise = scale, crop, kernel, noise
         h, w = img.shape[:2]
         srcs = sorted([(1.0, img)] + [(float(f), s) for s, f in sources], key=lambda t: t[0])

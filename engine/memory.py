@@ -72,7 +72,7 @@ def training_bytes(cfg, img_hw, dtype_size=4):
     gradient buffers (crops for zssr, every pyramid level for seed), plus the image pool."""
     from numpy import linspace
 
-    from .data import pool_factors, substep_factors
+    from .data import MIN_SCALE, pool_factors, substep_factors
 
     h, w = img_hw
     if cfg.recipe == "pyramid":
@@ -83,7 +83,7 @@ def training_bytes(cfg, img_hw, dtype_size=4):
         # the copies fathers are cut from: of the image, and of the earlier sub-steps' results
         subs = substep_factors(cfg.scale, cfg.gradual)
         top = subs[-2] if len(subs) > 1 else 1.0
-        pool = sum(f * f for f in pool_factors(0.5, top)) * h * w * 3 * dtype_size
+        pool = sum(f * f for f in pool_factors(MIN_SCALE, top)) * h * w * 3 * dtype_size
     c_w = -(-cfg.width // 16) * 16
     per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
     return BASELINE + per_shape + int(pool)
