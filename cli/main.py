@@ -58,6 +58,7 @@ Preset = Annotated[str, typer.Option(help="'zssr' (default: ZSSR's recipe) or 's
 Iters = Annotated[Optional[int], typer.Option(help="Training iterations per upscaling step (zssr: 2200, shared by its --gradual networks; with --schedule policy an upper bound).")]
 Schedule = Annotated[Optional[str], typer.Option("--schedule", help="Learning rate: cosine (zssr default: from --lr down to 9e-6 over the iterations), policy (ZSSR's: divide by 10 when the reconstruction error stops falling, stop below 9e-6) or constant (seed).")]
 Gradual = Annotated[Optional[int], typer.Option("--gradual", help="zssr: networks trained per upscaling step, each starting from the last and learning from its result (2: x1.5 then x2); 1 is ZSSR's one jump.")]
+Anisotropic = Annotated[Optional[bool], typer.Option("--anisotropic/--isotropic", help="zssr: ZSSR's anisotropic chain, three networks per --gradual factor (x2: x1 by x1.5, x1.5 by x1, x1.5, x1.5 by x2, x2 by x1.5, x2), each learning from all earlier results; --isotropic: one network per factor.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Seed preset: passes over the image pyramid.")]
 TimeBudget = Annotated[Optional[float], typer.Option("--time-budget", help="Stop training after this many seconds.")]
 Lr = Annotated[Optional[float], typer.Option(help="Initial learning rate (zssr 1e-3, seed 2e-7).")]
@@ -82,10 +83,10 @@ MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB th
 
 def _train_overrides(iters=None, epochs=None, time_budget=None, lr=None, optimizer=None, momentum=None, loss=None,
                      bias=None, crop=None, max_side=None, noise=None, seed=None, scale=None, schedule=None,
-                     gradual=None):
+                     gradual=None, anisotropic=None):
     return dict(iters=iters, epochs=epochs, time_budget=time_budget, lr=lr, optimizer=optimizer, momentum=momentum,
                 loss=loss, bias=bias, crop=crop, max_side=max_side, noise=noise, seed=seed, scale=scale,
-                schedule=schedule, gradual=gradual)
+                schedule=schedule, gradual=gradual, anisotropic=anisotropic)
 
 
 def _parse_size(size):
@@ -378,6 +379,7 @@ def upscale(
     seed: Seed = 0,
     steps: TrainSteps = None,
     gradual: Gradual = None,
+    anisotropic: Anisotropic = None,
     ensemble: Ensemble = None,
     back_projection: BackProj = None,
     tile: Tile = None,
@@ -400,7 +402,8 @@ def upscale(
     from engine.train import TrainConfig
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
-                                                      crop, max_side, noise, seed, scale, schedule, gradual))
+                                                      crop, max_side, noise, seed, scale, schedule, gradual,
+                                                      anisotropic))
     k = load_kernel(kernel) if kernel else None
     if input.is_dir():
         if save_model or compare:
@@ -464,6 +467,7 @@ def eval_(
     seed: Seed = 0,
     steps: TrainSteps = None,
     gradual: Gradual = None,
+    anisotropic: Anisotropic = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
     force: Force = False,
 ):
@@ -476,7 +480,7 @@ def eval_(
     from engine.train import TrainConfig
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters=iters, time_budget=time_budget, seed=seed, scale=float(scale),
-                                                      schedule=schedule, gradual=gradual))
+                                                      schedule=schedule, gradual=gradual, anisotropic=anisotropic))
     if json_out:
         _check_out(json_out, force)
 

@@ -13,6 +13,10 @@ Two recipes:
   random factor in [min_scale, 1] (or up to the largest earlier result, in gradual
   super-resolution), a random crop of it, one of the 8 flips/rotations; its
   "son" made with bicubic or the given kernel, with optional Gaussian noise.
+
+A scale may be one number or a pair (sy, sx): ZSSR's anisotropic sub-steps (x1 by x1.5,
+...) downscale the two axes by different factors; then only the four flips and rotations
+that keep the axes where they are augment the crops (a transpose would swap sy and sx).
 """
 from pathlib import Path
 
@@ -22,15 +26,33 @@ from .errors import UserError
 from .kernels.resize import resize
 
 
+def factor_pair(scale):
+    """(sy, sx) of a scale given as one number or a pair."""
+    if isinstance(scale, (tuple, list, np.ndarray)):
+        sy, sx = scale
+        return float(sy), float(sx)
+    return float(scale), float(scale)
+
+
+def is_anisotropic(scale):
+    sy, sx = factor_pair(scale)
+    return sy != sx
+
+
+AXIS_TRANSFORMS = (0, 2, 4, 6)  # the dihedral transforms that keep rows rows: identity, rot180, the two flips
+
+
 def degrade(sharp, scale, kernel=None, noise=0.0, rng=None):
-    """The blurry twin of `sharp`: downscale by 1/scale (bicubic or `kernel`), add Gaussian
-    noise of std `noise` to the small image, upscale back to sharp's exact shape."""
+    """The blurry twin of `sharp`: downscale by 1/scale (a number, or (sy, sx) per axis;
+    bicubic or `kernel`), add Gaussian noise of std `noise` to the small image, upscale
+    back to sharp's exact shape."""
     h, w = sharp.shape[:2]
-    son_shape = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))
+    sy, sx = factor_pair(scale)
+    son_shape = (max(1, int(round(h / sy))), max(1, int(round(w / sx))))
     if kernel is None:
         son = resize(sharp, shape=son_shape)
     else:
-        son = resize(sharp, scale=1.0 / scale, shape=son_shape, kernel=kernel)
+        son = resize(sharp, scale=(1.0 / sy, 1.0 / sx), shape=son_shape, kernel=kernel)
     if noise:
         son = son + (rng.standard_normal(son.shape) * noise).astype(son.dtype)
     return resize(son, shape=(h, w)).astype(np.float32, copy=False)
@@ -121,6 +143,20 @@ def substep_factors(scale, gradual):
     return [float(f) for f in np.linspace(1.0, scale, gradual + 1)[1:]]
 
 
+def anisotropic_factors(scale, gradual):
+    """ZSSR's anisotropic gradual chain: for each of `substep_factors` f_k (f_0 = 1), the
+    three factors (f_(k-1), f_k), (f_k, f_(k-1)), (f_k, f_k) as (sy, sx). x2 in 2:
+    (1, 1.5), (1.5, 1), (1.5, 1.5), (1.5, 2), (2, 1.5), (2, 2)."""
+    out, prev = [], 1.0
+    for f in substep_factors(scale, gradual):
+        out += [(prev, f), (f, prev), (f, f)]
+        prev = f
+    return out
+
+
+SOURCE_LEVELS = (1.0, 0.9, 0.8, 0.7)  # anisotropic chain: sizes of each earlier result's copies
+
+
 class CropSampler:
     """ZSSR's training pairs: a fresh random father and son every call.
 
@@ -132,18 +168,34 @@ class CropSampler:
     `sources` (gradual super-resolution): earlier results of upscaling the image, as
     (image, factor) pairs, factor > 1 being its size relative to `img`. A copy at factor f
     is then made from the smallest source at least f times the image's size, and the pool
-    goes up to the largest factor given (max_scale)."""
+    goes up to the largest factor given (max_scale).
 
-    def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=MIN_SCALE, sources=()):
+    `source_levels` (the anisotropic chain, whose results have other aspect ratios): the
+    pool is instead the image's copies up to its own size plus, of every source, copies at
+    these fractions of the source's size; the sources' factors are then not used.
+    `scale` may be (sy, sx) (see the module's docstring)."""
+
+    def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=MIN_SCALE, sources=(),
+                 source_levels=None):
         self.scale, self.crop, self.kernel, self.noise = scale, crop, kernel, noise
+        self.transforms = AXIS_TRANSFORMS if is_anisotropic(scale) else None
+        smallest = 2 * max(factor_pair(scale))
         h, w = img.shape[:2]
-        srcs = sorted([(1.0, img)] + [(float(f), s) for s, f in sources], key=lambda t: t[0])
+        if source_levels is None:
+            srcs = sorted([(1.0, img)] + [(float(f), s) for s, f in sources], key=lambda t: t[0])
+            copies = []
+            for f in pool_factors(min_scale, srcs[-1][0]):
+                src = next(s for b, s in srcs if b >= f - 1e-6)
+                copies.append((src, (max(1, int(round(h * f))), max(1, int(round(w * f))))))
+        else:
+            copies = [(img, (max(1, int(round(h * f))), max(1, int(round(w * f)))))
+                      for f in pool_factors(min_scale, 1.0)]
+            copies += [(s, (max(1, int(round(s.shape[0] * t))), max(1, int(round(s.shape[1] * t)))))
+                       for s, _ in sources for t in source_levels]
         self.fathers = []
-        for f in pool_factors(min_scale, srcs[-1][0]):
-            shape = (max(1, int(round(h * f))), max(1, int(round(w * f))))
-            if min(shape) < 2 * scale:
+        for src, shape in copies:
+            if min(shape) < smallest:
                 continue
-            src = next(s for b, s in srcs if b >= f - 1e-6)
             cp = src if shape == src.shape[:2] else np.clip(resize(src, shape=shape), 0, 1).astype(np.float32)
             self.fathers.append(np.ascontiguousarray(cp, dtype=np.float32))
         if not self.fathers:
@@ -157,5 +209,9 @@ class CropSampler:
         ch, cw = min(self.crop, h), min(self.crop, w)
         y0 = int(rng.integers(0, h - ch + 1))
         x0 = int(rng.integers(0, w - cw + 1))
-        sharp = np.ascontiguousarray(dihedral(father[y0:y0 + ch, x0:x0 + cw], int(rng.integers(0, 8))))
+        if self.transforms is None:
+            k = int(rng.integers(0, 8))
+        else:
+            k = self.transforms[int(rng.integers(0, len(self.transforms)))]
+        sharp = np.ascontiguousarray(dihedral(father[y0:y0 + ch, x0:x0 + cw], k))
         return degrade(sharp, self.scale, self.kernel, self.noise, rng), sharp

@@ -188,7 +188,7 @@ def _tiles(n, tile, halo):
     return out, wn
 
 
-def apply_network(net, img, ensemble=False, tile=None):
+def apply_network(net, img, ensemble=False, tile=None, transforms=None):
     """out = net(img), optionally the median over the 8 flips/rotations, optionally tiled.
 
     Parameters
@@ -202,6 +202,9 @@ def apply_network(net, img, ensemble=False, tile=None):
         Process tiles of at most ``tile`` x ``tile`` pixels, each from a window with a
         ``net.depth``-pixel halo: bitwise the untiled result. None: untiled, unless the
         image has more than ``AUTO_TILE_PIXELS`` pixels (then ``AUTO_TILE``).
+    transforms : sequence of dihedral indices (0..7) or None
+        The ensemble's members instead of all 8: a network trained on an anisotropic
+        factor gets ``data.AXIS_TRANSFORMS`` (no transposes), as ZSSR does.
 
     Returns
     -------
@@ -223,17 +226,20 @@ def apply_network(net, img, ensemble=False, tile=None):
                 out[y0:y1, x0:x1] = res[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
         return out
     # one result buffer per window orientation; the 8 centres of a tile, then their median
+    ks = tuple(range(8)) if transforms is None else tuple(int(k) for k in transforms)
+    if not ks or any(not 0 <= k < 8 for k in ks):
+        raise UserError(f"ensemble transforms must be indices 0..7, got {transforms!r}")
     res = {(wh, ww): np.empty((wh, ww, 3), net.dtype), (ww, wh): np.empty((ww, wh, 3), net.dtype)}
-    stack = np.empty((8, rows[0][1] - rows[0][0], cols[0][1] - cols[0][0], 3), net.dtype)
+    stack = np.empty((len(ks), rows[0][1] - rows[0][0], cols[0][1] - cols[0][0], 3), net.dtype)
     for y0, y1, wy in rows:
         for x0, x1, wx in cols:
             win = img[wy:wy + wh, wx:wx + ww]
             cen = stack[:, :y1 - y0, :x1 - x0]
-            for k in range(8):
+            for i, k in enumerate(ks):
                 xt = dihedral(win, k)
                 r = res[xt.shape[:2]]
                 net.predict(xt, out=r)
-                cen[k] = dihedral_inverse(r, k)[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
+                cen[i] = dihedral_inverse(r, k)[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
             np.median(cen, axis=0, out=out[y0:y1, x0:x1])
     return out
 
@@ -310,7 +316,7 @@ def _add_upscaled(dst, small):
 
 
 def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_projection=2,
-                  tile=None, kernel=None, progress=None, max_memory=None):
+                  tile=None, kernel=None, progress=None, max_memory=None, transforms=None):
     """Upscale ``lr`` step by step: bicubic, network, back-projection, per step.
 
     Parameters
@@ -319,6 +325,7 @@ def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_p
     lr : ndarray (h, w, 3), float in [0, 1]
     scale, size, steps : the schedule, see :func:`scale_schedule`.
     ensemble : bool, the 8-transform median (:func:`apply_network`).
+    transforms : the ensemble's transforms instead of all 8 (:func:`apply_network`).
     back_projection : int, back-projection iterations per step (0: none).
     tile : int or None, see :func:`apply_network`.
     kernel : None or a 2-D blur kernel for back-projection's downscale (None: bicubic).
@@ -347,7 +354,7 @@ def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_p
             prev = hw
     for i, hw in enumerate(schedule):
         up = _resize(cur, shape=hw)
-        out = apply_network(net, up, ensemble=ensemble, tile=tiles[i])
+        out = apply_network(net, up, ensemble=ensemble, tile=tiles[i], transforms=transforms)
         del up
         if back_projection:
             out = back_project(out, cur, back_projection, kernel, inplace=True)

@@ -46,18 +46,35 @@ def stage_plan(cfg, steps, kernel=None):
     """The networks trained for one upscaling step: a list of (factor, iterations).
 
     zssr preset: `cfg.gradual` networks at factors 1 + k (s - 1) / gradual (x2 in 2: 1.5
-    then 2), the iterations of the step shared in proportion to the factors. One network
-    for the seed preset, or with a known blur kernel (it belongs to one factor)."""
-    from .data import substep_factors
+    then 2), the iterations of the step shared in proportion to the factors. With
+    cfg.anisotropic, ZSSR's chain instead: three networks per such factor, the factor
+    being (sy, sx) (x2: (1, 1.5), (1.5, 1), (1.5, 1.5), (1.5, 2), (2, 1.5), (2, 2)), the
+    iterations shared in proportion to sy * sx (the result's area). One network for the
+    seed preset, or with a known blur kernel (it belongs to one factor)."""
+    from .data import anisotropic_factors, substep_factors
 
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
     s = float(cfg.scale) ** (1.0 / steps)
-    if cfg.recipe != "crops" or kernel is not None or cfg.gradual == 1:
+    if cfg.recipe != "crops" or kernel is not None or (cfg.gradual == 1 and not cfg.anisotropic):
         return [(s, cfg.iters)]
-    fs = substep_factors(s, cfg.gradual)
-    its = [max(1, int(round(cfg.iters * f / sum(fs)))) for f in fs]
-    return list(zip(fs, its))
+    if cfg.anisotropic:
+        fs = anisotropic_factors(s, cfg.gradual)
+        weights = [a * b for a, b in fs]
+    else:
+        fs = weights = substep_factors(s, cfg.gradual)
+    return list(zip(fs, _apportion(cfg.iters, weights)))
+
+
+def _apportion(total, weights):
+    """`total` iterations shared in proportion to `weights`, each at least 1, summing to
+    `total` when it is at least len(weights) (largest remainders get the rounding)."""
+    exact = [total * w / sum(weights) for w in weights]
+    its = [max(1, int(e)) for e in exact]
+    order = sorted(range(len(exact)), key=lambda i: int(exact[i]) - exact[i])  # largest remainder first
+    for i in order[:max(0, total - sum(its))]:
+        its[i] += 1
+    return its
 
 
 def planned_iterations(cfg, steps=None, kernel=None):
@@ -75,12 +92,14 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     zssr preset (random crops), ZSSR's gradual super-resolution: each step's result is the
     next step's input, and inside a step (`stage_plan`) each network starts from the
     previous one and learns also from the previous one's result (x2: a network at x1.5,
-    its x1.5 result, then a network at x2 learning from the image and that result). seed
+    its x1.5 result, then a network at x2 learning from the image and that result; with
+    cfg.anisotropic six networks, see `stage_plan`, every result made from the step's
+    input, networks at anisotropic factors with the four-transform ensemble). seed
     preset (pyramid): one network, trained at cfg.scale's step factor, applied again at
     every step (the seed's loop "upscale, sharpen, repeat")."""
     from dataclasses import replace
 
-    from .data import shrink_to
+    from .data import AXIS_TRANSFORMS, factor_pair, shrink_to
     from .infer import scale_schedule, super_resolve
     from .memory import check_training
     from .train import Trainer
@@ -103,19 +122,20 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     cur = base = shrink_to(img, cfg.max_side)
     for hw in scale_schedule(base.shape[:2], scale=cfg.scale, steps=steps):
         if max_memory is not None:
-            check_training(replace(cfg, scale=plan[-1][0]), cur.shape[:2], max_memory)
+            check_training(replace(cfg, scale=max(factor_pair(plan[-1][0]))), cur.shape[:2], max_memory)
         sources, net = [], None
         for k, (f, n) in enumerate(plan):
             budget = cfg.time_budget * n / sum(m for _, m in plan)  # --time-budget is per step, shared alike
-            tr = Trainer(cur, replace(cfg, scale=f, iters=n, time_budget=budget), kernel=kernel, sources=sources,
-                         start=net)
+            fy, fx = factor_pair(f)
+            tr = Trainer(cur, replace(cfg, scale=max(fy, fx), iters=n, time_budget=budget), kernel=kernel,
+                         sources=sources, start=net, factor=(fy, fx))
             tr.offset = sum(t.iteration for t in trainers)
             tr.run(callback)
             trainers.append(tr)
             last = k == len(plan) - 1
-            size = hw if last else scale_schedule(cur.shape[:2], scale=f)[0]
-            out = super_resolve(tr.net, cur, size=size, ensemble=ens,
-                                back_projection=bp, tile=tile, kernel=kernel, max_memory=max_memory)
+            size = hw if last else scale_schedule(cur.shape[:2], scale=(fy, fx))[0]
+            out = super_resolve(tr.net, cur, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
+                                max_memory=max_memory, transforms=AXIS_TRANSFORMS if fy != fx else None)
             sources.append((out, f))
             net = tr.net
         cur = out

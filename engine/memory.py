@@ -72,7 +72,7 @@ def training_bytes(cfg, img_hw, dtype_size=4):
     gradient buffers (crops for zssr, every pyramid level for seed), plus the image pool."""
     from numpy import linspace
 
-    from .data import MIN_SCALE, pool_factors, substep_factors
+    from .data import MIN_SCALE, SOURCE_LEVELS, anisotropic_factors, pool_factors, substep_factors
 
     h, w = img_hw
     if cfg.recipe == "pyramid":
@@ -81,9 +81,14 @@ def training_bytes(cfg, img_hw, dtype_size=4):
     else:
         shapes = [(min(cfg.crop, h), min(cfg.crop, w))]
         # the copies fathers are cut from: of the image, and of the earlier sub-steps' results
-        subs = substep_factors(cfg.scale, cfg.gradual)
-        top = subs[-2] if len(subs) > 1 else 1.0
-        pool = sum(f * f for f in pool_factors(MIN_SCALE, top)) * h * w * 3 * dtype_size
+        if cfg.anisotropic:  # the image's copies, and copies of every earlier network's result
+            earlier = sum(a * b for a, b in anisotropic_factors(cfg.scale, cfg.gradual)[:-1])
+            area = sum(f * f for f in pool_factors(MIN_SCALE, 1.0)) + earlier * sum(t * t for t in SOURCE_LEVELS)
+        else:
+            subs = substep_factors(cfg.scale, cfg.gradual)
+            top = subs[-2] if len(subs) > 1 else 1.0
+            area = sum(f * f for f in pool_factors(MIN_SCALE, top))
+        pool = area * h * w * 3 * dtype_size
     c_w = -(-cfg.width // 16) * 16
     per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
     return BASELINE + per_shape + int(pool)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .data import CropSampler, Pyramid, degrade, shrink_to
+from .data import SOURCE_LEVELS, CropSampler, Pyramid, degrade, factor_pair, shrink_to
 from .errors import UserError
 from .network import Network
 from .optim import make_optimizer
@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     schedule: str = "cosine"       # "cosine", "policy" (ZSSR's) or "constant"
     gradual: int = 2               # networks trained per upscaling step (1: ZSSR's one jump)
+    anisotropic: bool = False      # ZSSR's chain: 3 networks per gradual factor, (1, 1.5), (1.5, 1), (1.5, 1.5), ...
     eval_every: int = 50           # iterations between reconstruction-error measurements
     policy_check_every: int = 60
     slope_range: int = 256         # iterations of recent reconstruction errors fitted by a line
@@ -114,6 +115,8 @@ class TrainConfig:
             bad.append(f"schedule must be cosine, policy or constant, got {self.schedule}")
         if self.gradual < 1:
             bad.append(f"gradual must be >= 1, got {self.gradual}")
+        if self.anisotropic and self.recipe != "crops":
+            bad.append("--anisotropic is a zssr-preset setting (random crops), not the seed preset's")
         if self.recipe not in ("crops", "pyramid"):
             bad.append(f"recipe must be crops or pyramid, got {self.recipe}")
         if not 0 <= self.momentum < 1:
@@ -131,13 +134,16 @@ def image_digest(img):
 class Trainer:
     """Trains a Network on one image. `run()` until done; `state()` for a checkpoint."""
 
-    def __init__(self, img, cfg, kernel=None, gt=None, sources=(), start=None):
+    def __init__(self, img, cfg, kernel=None, gt=None, sources=(), start=None, factor=None):
         """sources: earlier results of upscaling `img` as (image, factor) pairs, learnt from
-        too (gradual super-resolution); start: a Network whose weights to start from."""
+        too (gradual super-resolution); start: a Network whose weights to start from;
+        factor: (sy, sx) to learn instead of cfg.scale on both axes (the anisotropic chain,
+        whose sources are then pooled by `data.SOURCE_LEVELS`)."""
         self.cfg = cfg
         self.img = shrink_to(np.ascontiguousarray(img, np.float32), cfg.max_side)
         self.kernel = kernel
         self.gt = gt
+        self.factor = (float(cfg.scale), float(cfg.scale)) if factor is None else factor_pair(factor)
         self.net = Network(width=cfg.width, depth=cfg.depth, residual=cfg.residual, bias=cfg.bias,
                            seed=cfg.seed, init=cfg.init)
         if start is not None:
@@ -150,11 +156,11 @@ class Trainer:
             self.total = cfg.epochs * len(self.pyramid) if cfg.epochs else cfg.iters
             self.sampler = None
         else:
-            self.sampler = CropSampler(self.img, cfg.scale, crop=cfg.crop, kernel=kernel, noise=cfg.noise,
-                                       sources=sources)
+            self.sampler = CropSampler(self.img, self.factor, crop=cfg.crop, kernel=kernel, noise=cfg.noise,
+                                       sources=sources, source_levels=SOURCE_LEVELS if cfg.anisotropic else None)
             self.total = cfg.iters
             self.pyramid = None
-        self.recon_in = degrade(self.img, cfg.scale, kernel) if cfg.eval_every else None
+        self.recon_in = degrade(self.img, self.factor, kernel) if cfg.eval_every else None
         # the reconstruction error of doing nothing (the blurry twin itself): a network far
         # worse than that has diverged, even while its numbers are still finite
         self.recon_base = float(np.mean((self.recon_in - self.img) ** 2)) if cfg.eval_every else None

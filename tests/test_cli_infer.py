@@ -1,11 +1,13 @@
 """`zssr infer`, `zssr upscale` (single image and folder) and `zssr eval` end to end."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import write_png
+from engine.errors import UserError
 
 FAST = ["--iters", "4", "--crop", "24"]
 
@@ -197,6 +199,47 @@ def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_resul
     k = np.ones((4, 4)) / 16
     assert stage_plan(cfg, 1, kernel=k) == [(2.0, 7)]
     assert stage_plan(TrainConfig.make("zssr", iters=7, gradual=1), 1) == [(2.0, 7)]
+
+
+def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlier_results(monkeypatch):
+    import engine.infer
+    from engine.job import planned_iterations, stage_plan, train_and_upscale
+    from engine.memory import training_bytes
+    from engine.train import TrainConfig
+
+    img = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
+    cfg = TrainConfig.make("zssr", iters=61, crop=16, eval_every=0, anisotropic=True)
+    plan = stage_plan(cfg, 1)
+    assert [f for f, _ in plan] == [(1.0, 1.5), (1.5, 1.0), (1.5, 1.5), (1.5, 2.0), (2.0, 1.5), (2.0, 2.0)]
+    assert [n for _, n in plan] == [6, 6, 9, 12, 12, 16]  # in proportion to sy * sx
+    assert planned_iterations(cfg) == 61
+    used = []
+    real = engine.infer.apply_network
+    monkeypatch.setattr(engine.infer, "apply_network",
+                        lambda net, x, ensemble=False, tile=None, transforms=None:
+                        used.append((x.shape[:2], transforms)) or real(net, x, ensemble, tile, transforms))
+    sr, trainers, _ = train_and_upscale(img, cfg, back_projection=1)
+    assert sr.shape == (60, 68, 3) and len(trainers) == 6
+    assert [t.factor for t in trainers] == [f for f, _ in plan] and [t.iteration for t in trainers] == [n for _, n in plan]
+    axes = (0, 2, 4, 6)
+    assert used == [((30, 51), axes), ((45, 34), axes), ((45, 51), None), ((45, 68), axes), ((60, 51), axes),
+                    ((60, 68), None)]  # every result from the input; no transposes at anisotropic factors
+    last = trainers[-1].sampler
+    assert {f.shape[:2] for f in last.fathers} >= {(30, 51), (45, 34), (45, 51), (45, 68), (60, 51), (30, 34)}
+    for a, b in zip(trainers, trainers[1:]):  # one progress count over the six
+        assert b.offset == a.offset + a.iteration
+    assert training_bytes(cfg, (300, 340)) > training_bytes(replace(cfg, anisotropic=False), (300, 340))
+    with pytest.raises(UserError, match="anisotropic"):
+        TrainConfig.make("seed", anisotropic=True)
+
+
+def test_upscale_anisotropic_through_the_cli(run_cli, small_rgb, tmp_path):
+    out = tmp_path / "x2.png"
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out, "--iters", "12", "--crop", "24", "--anisotropic")
+    assert code == 0, stderr
+    assert "trained 12 iterations" in stdout and size_of(out) == ((96, 80), "RGB")
+    code, _, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "y.png", "--preset", "seed", "--anisotropic")
+    assert code == 2 and "--anisotropic" in stderr and not (tmp_path / "y.png").exists()
 
 
 def test_upscale_one_jump_with_zssr_policy(run_cli, small_rgb, tmp_path):

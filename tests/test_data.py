@@ -19,6 +19,14 @@ def test_degrade_is_down_then_up_to_the_same_shape():
     assert degrade(img(7, 9), 2.0).shape == (7, 9, 3)  # odd sides: the son is rounded
 
 
+def test_degrade_with_two_factors_downscales_each_axis_by_its_own():
+    x = img(48, 60)
+    b = degrade(x, (1.5, 2.0))
+    assert b.shape == x.shape
+    assert np.allclose(b, resize(resize(x, shape=(32, 30)), shape=(48, 60)), atol=1e-6)
+    assert np.array_equal(degrade(x, (2.0, 2.0)), degrade(x, 2.0))
+
+
 def test_degrade_with_noise_and_kernel():
     x = img()
     rng = np.random.default_rng(0)
@@ -96,3 +104,30 @@ def test_crop_sampler_learns_from_earlier_results_up_to_their_size():
     assert np.allclose(pool_factors(0.5, 1.5), np.arange(5, 16) / 10)
     assert substep_factors(2.0, 2) == [1.5, 2.0] and substep_factors(2.0, 1) == [2.0]
     assert np.allclose(substep_factors(3.0, 4), [1.5, 2.0, 2.5, 3.0])
+
+
+def test_anisotropic_chain_factors_and_sampler():
+    """ZSSR's chain x2: (1, 1.5), (1.5, 1), (1.5, 1.5), (1.5, 2), (2, 1.5), (2, 2). At an
+    anisotropic factor the sampler never transposes a crop (that would swap the axes'
+    factors), and its sons are downscaled per axis; its pool holds the image's copies up to
+    its own size plus each source at SOURCE_LEVELS of the source's size."""
+    from engine.data import SOURCE_LEVELS, anisotropic_factors
+
+    assert anisotropic_factors(2.0, 2) == [(1.0, 1.5), (1.5, 1.0), (1.5, 1.5), (1.5, 2.0), (2.0, 1.5), (2.0, 2.0)]
+    assert anisotropic_factors(3.0, 1) == [(1.0, 3.0), (3.0, 1.0), (3.0, 3.0)]
+    rng = np.random.default_rng(0)
+    wide = img(20, 40)  # smaller than the crop: whole copies, so a transpose would show as tall
+    aniso = CropSampler(wide, (1.0, 1.5), crop=128)
+    iso = CropSampler(wide, 1.5, crop=128)
+    shapes = [aniso.sample(rng)[1].shape[:2] for _ in range(40)]
+    assert all(h < w for h, w in shapes)
+    assert any(h > w for h, w in (iso.sample(rng)[1].shape[:2] for _ in range(40)))
+    blurry, sharp = CropSampler(img(40, 48), (1.0, 2.0), crop=24).sample(rng)
+    assert blurry.shape == sharp.shape == (24, 24, 3)
+    assert np.allclose(blurry, resize(resize(sharp, shape=(24, 12)), shape=(24, 24)), atol=1e-6)
+
+    x, tall = img(40, 50), img(60, 50, seed=1)  # a (1.5, 1) result
+    s = CropSampler(x, (1.5, 2.0), crop=32, sources=[(tall, (1.5, 1.0))], source_levels=SOURCE_LEVELS)
+    assert [f.shape[:2] for f in s.fathers] == [(20, 25), (24, 30), (28, 35), (32, 40), (36, 45), (40, 50),
+                                                (60, 50), (54, 45), (48, 40), (42, 35)]
+    assert s.fathers[6] is tall and np.isclose(s.p.sum(), 1.0)

@@ -237,3 +237,20 @@ def test_bicubic_baseline_shape():
     assert bicubic(lr, size=(20, 50)).shape == (20, 50, 3)
     with pytest.raises(UserError):
         bicubic(lr, scale=0.5)
+
+
+def test_ensemble_of_the_four_axis_transforms_is_their_median_tiled_or_not():
+    """Networks trained on an anisotropic factor: the ensemble keeps the axes (identity,
+    rot180 and the two flips), never a transpose; tiling stays bitwise."""
+    net, x = tiny_net(), rand_image(9, 12)
+    outs = [net.predict(np.ascontiguousarray(x)),
+            np.rot90(net.predict(np.ascontiguousarray(np.rot90(x, 2))), -2),
+            net.predict(np.ascontiguousarray(x[:, ::-1]))[:, ::-1],
+            net.predict(np.ascontiguousarray(x[::-1]))[::-1]]
+    out = apply_network(net, x, ensemble=True, transforms=(0, 2, 4, 6))
+    np.testing.assert_allclose(out, np.median(np.stack(outs), axis=0), rtol=0, atol=1e-6)
+    assert not np.allclose(out, apply_network(net, x, ensemble=True), atol=1e-6)  # the 8 differ
+    assert np.array_equal(apply_network(net, x, ensemble=True, transforms=range(8)), apply_network(net, x, ensemble=True))
+    assert np.array_equal(apply_network(net, x, ensemble=True, transforms=(0, 2, 4, 6), tile=5), out)
+    with pytest.raises(UserError, match="0..7"):
+        apply_network(net, x, ensemble=True, transforms=(0, 8))
