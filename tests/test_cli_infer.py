@@ -156,9 +156,10 @@ def test_eval_on_a_tiny_dataset(run_cli, tmp_path):
 
 def test_upscale_in_steps_trains_anew_at_each_step_for_zssr_once_for_seed(run_cli, small_rgb, tmp_path):
     out = tmp_path / "x4.png"
-    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out, "-s", "4", "--steps", "2", *FAST, "--no-ensemble")
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out, "-s", "4", "--steps", "2", "--iters", "12",
+                                   "--crop", "24", "--no-ensemble")
     assert code == 0, stderr
-    assert "trained 8 iterations" in stdout  # 2 steps x 4 iterations: ZSSR's gradual SR
+    assert "trained 24 iterations" in stdout  # 2 steps x 12 iterations: ZSSR's gradual SR
     assert size_of(out) == ((192, 160), "RGB")
     out2 = tmp_path / "seed_x4.png"
     code, stdout, stderr = run_cli("upscale", small_rgb, "-o", out2, "-s", "4", "--steps", "2", "--preset", "seed",
@@ -174,7 +175,8 @@ def test_default_steps_go_x2_at_a_time_for_zssr(run_cli, small_rgb, tmp_path):
 
     assert [default_steps(TrainConfig.make("zssr", scale=s)) for s in (1.5, 2, 3, 4, 8)] == [1, 1, 2, 2, 3]
     assert default_steps(TrainConfig.make("seed", scale=4)) == 1
-    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "x4.png", "-s", "4", *FAST, "--no-ensemble")
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "x4.png", "-s", "4", *FAST, "--no-ensemble",
+                                   "--preset", "fast")
     assert code == 0 and "trained 8 iterations" in stdout, stderr
     code, _, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "x.png", "-s", "4", "--steps", "0", *FAST)
     assert code == 2 and "--steps" in stderr and not (tmp_path / "x.png").exists()
@@ -185,9 +187,9 @@ def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_resul
     from engine.train import TrainConfig
 
     img = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
-    cfg = TrainConfig.make("zssr", iters=7, crop=16, eval_every=0)
+    cfg = TrainConfig.make("fast", iters=7, crop=16, eval_every=0)
     assert stage_plan(cfg, 1) == [(1.5, 3), (2.0, 4)] and planned_iterations(cfg) == 7
-    assert planned_iterations(TrainConfig.make("zssr", iters=7, scale=4)) == 14
+    assert planned_iterations(TrainConfig.make("fast", iters=7, scale=4)) == 14
     sr, trainers, base = train_and_upscale(img, cfg, ensemble=False, back_projection=0)
     assert sr.shape == (60, 68, 3) and base is img
     first, second = trainers
@@ -198,7 +200,8 @@ def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_resul
     # a known kernel belongs to one factor: one network, in one jump
     k = np.ones((4, 4)) / 16
     assert stage_plan(cfg, 1, kernel=k) == [(2.0, 7)]
-    assert stage_plan(TrainConfig.make("zssr", iters=7, gradual=1), 1) == [(2.0, 7)]
+    assert stage_plan(TrainConfig.make("zssr", iters=7, gradual=1, anisotropic=False), 1) == [(2.0, 7)]
+    assert stage_plan(TrainConfig.make("zssr", iters=7), 1, kernel=k) == [(2.0, 7)]  # also for the six-network chain
 
 
 def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlier_results(monkeypatch):
@@ -208,11 +211,14 @@ def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlie
     from engine.train import TrainConfig
 
     img = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
-    cfg = TrainConfig.make("zssr", iters=61, crop=16, eval_every=0, anisotropic=True)
+    cfg = TrainConfig.make("zssr", iters=44, crop=16, eval_every=0, anisotropic=True)
     plan = stage_plan(cfg, 1)
     assert [f for f, _ in plan] == [(1.0, 1.5), (1.5, 1.0), (1.5, 1.5), (1.5, 2.0), (2.0, 1.5), (2.0, 2.0)]
-    assert [n for _, n in plan] == [6, 6, 9, 12, 12, 16]  # in proportion to sy * sx
-    assert planned_iterations(cfg) == 61
+    assert [n for _, n in plan] == [5, 5, 6, 8, 8, 12]  # job.CHAIN_SHARES
+    assert planned_iterations(cfg) == 44
+    assert [n for _, n in stage_plan(replace(cfg, iters=4400), 1)] == [500, 500, 600, 800, 800, 1200]
+    # other chains: in proportion to the results' areas
+    assert [n for _, n in stage_plan(replace(cfg, gradual=1, iters=8), 1)] == [2, 2, 4]  # (1, 2), (2, 1), (2, 2)
     used = []
     real = engine.infer.apply_network
     monkeypatch.setattr(engine.infer, "apply_network",

@@ -145,7 +145,7 @@ def test_too_small_image(run_cli, tmp_path):
 @pytest.mark.parametrize("opts,match", [
     (["--scale", "0"], "--scale"), (["--scale", "nan"], "--scale"), (["--scale", "-2"], "--scale"),
     (["--lr", "0"], "--lr"), (["--optimizer", "rmsprop"], "--optimizer"), (["--loss", "huber"], "--loss"),
-    (["--preset", "fast"], "preset"),
+    (["--preset", "turbo"], "preset"),
 ])
 def test_bad_options(run_cli, small_rgb, tmp_path, opts, match):
     code, _, stderr = run_cli("train", small_rgb, "-o", tmp_path / "m.npz", *FAST, *opts)

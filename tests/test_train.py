@@ -19,6 +19,10 @@ def test_presets():
     assert (z.recipe, z.residual, z.bias, z.loss, z.optimizer) == ("crops", True, False, "l1", "adam")
     assert (s.recipe, s.residual, s.bias, s.loss, s.optimizer, s.momentum, s.max_side) == \
         ("pyramid", False, True, "sse", "sgd", 0.0, 500)
+    assert (z.anisotropic, z.gradual, z.iters) == (True, 2, 4400)  # ZSSR's six networks per x2 step
+    f = TrainConfig.make("fast")
+    assert (f.recipe, f.loss, f.anisotropic, f.gradual, f.iters) == ("crops", "l1", False, 2, 2200)
+    assert not s.anisotropic
     assert TrainConfig.make("zssr", lr=0.5, iters=None).lr == 0.5  # None means: keep the default
     with pytest.raises(UserError, match="preset"):
         TrainConfig.make("turbo")
