@@ -145,6 +145,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
             out = super_resolve(tr.net, cur, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
                                 max_memory=max_memory, transforms=AXIS_TRANSFORMS if fy != fx else None)
             sources.append((out, f))
+            tr.net.release()  # its training and inference buffers (the weights stay): six networks add up
             net = tr.net
         cur = out
     return cur, trainers, base

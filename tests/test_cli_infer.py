@@ -226,6 +226,7 @@ def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlie
                         used.append((x.shape[:2], transforms)) or real(net, x, ensemble, tile, transforms))
     sr, trainers, _ = train_and_upscale(img, cfg, back_projection=1)
     assert sr.shape == (60, 68, 3) and len(trainers) == 6
+    assert not any(t.net._cache for t in trainers)  # each network's buffers released once its result is made
     assert [t.factor for t in trainers] == [f for f, _ in plan] and [t.iteration for t in trainers] == [n for _, n in plan]
     axes = (0, 2, 4, 6)
     assert used == [((30, 51), axes), ((45, 34), axes), ((45, 51), None), ((45, 68), axes), ((60, 51), axes),
