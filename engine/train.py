@@ -143,8 +143,8 @@ class Trainer:
     def __init__(self, img, cfg, kernel=None, gt=None, sources=(), start=None, factor=None):
         """sources: earlier results of upscaling `img` as (image, factor) pairs, learnt from
         too (gradual super-resolution); start: a Network whose weights to start from;
-        factor: (sy, sx) to learn instead of cfg.scale on both axes (the anisotropic chain,
-        whose sources are then pooled by `data.SOURCE_LEVELS`)."""
+        factor: (sy, sx) to learn instead of cfg.scale on both axes (the anisotropic chain;
+        with cfg.anisotropic the sources are pooled by `data.SOURCE_LEVELS`)."""
         self.cfg = cfg
         self.img = shrink_to(np.ascontiguousarray(img, np.float32), cfg.max_side)
         self.kernel = kernel
