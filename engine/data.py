@@ -34,12 +34,20 @@ def factor_pair(scale):
     return float(scale), float(scale)
 
 
-def is_anisotropic(scale):
-    sy, sx = factor_pair(scale)
-    return sy != sx
-
-
 AXIS_TRANSFORMS = (0, 2, 4, 6)  # the dihedral transforms that keep rows rows: identity, rot180, the two flips
+
+
+def transforms_for(scale):
+    """The dihedral transforms a network of this factor may see (augmentation and
+    self-ensemble): all 8, or for (sy, sx) with sy != sx only AXIS_TRANSFORMS."""
+    sy, sx = factor_pair(scale)
+    return AXIS_TRANSFORMS if sy != sx else tuple(range(8))
+
+
+def scaled_shape(hw, f):
+    """(h, w) times f per axis (a number or (fy, fx)), rounded, at least 1."""
+    fy, fx = factor_pair(f)
+    return max(1, int(round(hw[0] * fy))), max(1, int(round(hw[1] * fx)))
 
 
 def degrade(sharp, scale, kernel=None, noise=0.0, rng=None):
@@ -63,7 +71,7 @@ def shrink_to(img, max_side):
     if not max_side or max(img.shape[:2]) <= max_side:
         return img
     f = max_side / max(img.shape[:2])
-    shape = (max(1, int(round(img.shape[0] * f))), max(1, int(round(img.shape[1] * f))))
+    shape = scaled_shape(img.shape, f)
     return np.clip(resize(img, shape=shape), 0.0, 1.0).astype(np.float32)
 
 
@@ -112,7 +120,7 @@ class Pyramid:
         self.pairs = []
         h, w = img.shape[:2]
         for f in np.linspace(1.0, smallest, levels) if levels > 1 else [1.0]:
-            shape = (max(1, int(round(h * f))), max(1, int(round(w * f))))
+            shape = scaled_shape((h, w), f)
             sharp = img if shape == (h, w) else np.clip(resize(img, shape=shape), 0, 1).astype(np.float32)
             if min(shape) < 2 * scale:
                 continue
@@ -178,7 +186,7 @@ class CropSampler:
     def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=MIN_SCALE, sources=(),
                  source_levels=None):
         self.scale, self.crop, self.kernel, self.noise = scale, crop, kernel, noise
-        self.transforms = AXIS_TRANSFORMS if is_anisotropic(scale) else None
+        self.transforms = transforms_for(scale)
         smallest = 2 * max(factor_pair(scale))
         h, w = img.shape[:2]
         if source_levels is None:
@@ -186,12 +194,10 @@ class CropSampler:
             copies = []
             for f in pool_factors(min_scale, srcs[-1][0]):
                 src = next(s for b, s in srcs if b >= f - 1e-6)
-                copies.append((src, (max(1, int(round(h * f))), max(1, int(round(w * f))))))
+                copies.append((src, scaled_shape((h, w), f)))
         else:
-            copies = [(img, (max(1, int(round(h * f))), max(1, int(round(w * f)))))
-                      for f in pool_factors(min_scale, 1.0)]
-            copies += [(s, (max(1, int(round(s.shape[0] * t))), max(1, int(round(s.shape[1] * t)))))
-                       for s, _ in sources for t in source_levels]
+            copies = [(img, scaled_shape((h, w), f)) for f in pool_factors(min_scale, 1.0)]
+            copies += [(s, scaled_shape(s.shape, t)) for s, _ in sources for t in source_levels]
         self.fathers = []
         for src, shape in copies:
             if min(shape) < smallest:
@@ -209,9 +215,6 @@ class CropSampler:
         ch, cw = min(self.crop, h), min(self.crop, w)
         y0 = int(rng.integers(0, h - ch + 1))
         x0 = int(rng.integers(0, w - cw + 1))
-        if self.transforms is None:
-            k = int(rng.integers(0, 8))
-        else:
-            k = self.transforms[int(rng.integers(0, len(self.transforms)))]
+        k = self.transforms[int(rng.integers(0, len(self.transforms)))]
         sharp = np.ascontiguousarray(dihedral(father[y0:y0 + ch, x0:x0 + cw], k))
         return degrade(sharp, self.scale, self.kernel, self.noise, rng), sharp

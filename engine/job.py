@@ -107,7 +107,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     every step (the seed's loop "upscale, sharpen, repeat")."""
     from dataclasses import replace
 
-    from .data import AXIS_TRANSFORMS, factor_pair, shrink_to
+    from .data import factor_pair, shrink_to, transforms_for
     from .infer import scale_schedule, super_resolve
     from .memory import check_training
     from .train import Trainer
@@ -143,7 +143,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
             last = k == len(plan) - 1
             size = hw if last else scale_schedule(cur.shape[:2], scale=(fy, fx))[0]
             out = super_resolve(tr.net, cur, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
-                                max_memory=max_memory, transforms=AXIS_TRANSFORMS if fy != fx else None)
+                                max_memory=max_memory, transforms=transforms_for((fy, fx)))
             sources.append((out, f))
             tr.net.release()  # its training and inference buffers (the weights stay): six networks add up
             net = tr.net
