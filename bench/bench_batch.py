@@ -27,8 +27,8 @@ import time
 import numpy as np
 import pytest
 
-from engine.batch import cores, kept_environ, upscale_folder
-from engine.train import TrainConfig
+from zssr.engine.batch import cores, kept_environ, upscale_folder
+from zssr.engine.train import TrainConfig
 
 IMAGES, SIZE, ITERS, ROUNDS = 8, 48, 20, 3
 CFG = TrainConfig.make("zssr", iters=ITERS, crop=32, scale=2.0)

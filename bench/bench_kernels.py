@@ -7,7 +7,7 @@ the gradients) on the same data. GFLOP/s (36,864 multiply-adds per pixel) in ext
 """
 import pytest
 
-from engine import benchmark as B
+from zssr.engine import benchmark as B
 
 KINDS = ("forward", "input grad", "weight grad")
 SIZES = (64, 128, 256)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.kernels.resize import resize
+from zssr.engine.kernels.resize import resize
 
 SIZE = 2048
 SCALE = 2

@@ -8,7 +8,7 @@ inference under torch.no_grad()). Plus the thread scaling of the training step.
 import numba
 import pytest
 
-from engine import benchmark as B
+from zssr.engine import benchmark as B
 
 SIDES = ("zssr", "torch")
 TRAIN, PREDICT = 128, 512

@@ -20,7 +20,7 @@ Fixtures for the suites:
 import numba
 import pytest
 
-from engine import benchmark as B
+from zssr.engine import benchmark as B
 
 _SGEMM = {}  # measured once per session: {"gflops": ..., "n": ..., "threads": ...}
 

@@ -33,7 +33,7 @@ def friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from engine.errors import UserError
+        from zssr.engine.errors import UserError
 
         try:
             return fn(*args, **kwargs)
@@ -90,7 +90,7 @@ def _train_overrides(iters=None, epochs=None, time_budget=None, lr=None, optimiz
 
 
 def _parse_size(size):
-    from engine.errors import UserError
+    from zssr.engine.errors import UserError
 
     try:
         w, h = (int(v) for v in size.lower().split("x"))
@@ -160,8 +160,8 @@ def _bar_callback(bar):
 
 def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_interrupt=None):
     """Train with a progress bar. Ctrl-C: stop after the current step, call on_interrupt."""
-    from engine import checkpoint
-    from engine.train import Trainer
+    from zssr.engine import checkpoint
+    from zssr.engine.train import Trainer
 
     tr = Trainer(image, cfg, kernel=kernel, gt=gt)
     if resume is not None:
@@ -199,7 +199,7 @@ def _write_log(path, tr):
     """Metrics per iteration as CSV: iteration, loss, lr, recon, psnr (blank between evaluations)."""
     import io as _io
 
-    from engine.io import atomic_write
+    from zssr.engine.io import atomic_write
 
     ev = {i: (r, l, p) for i, r, l, p in zip(tr.evals["iter"], tr.evals["recon"], tr.evals["lr"], tr.evals["psnr"])}
     buf = _io.StringIO()
@@ -216,13 +216,13 @@ def _write_log(path, tr):
 
 
 def _load_rgb(path):
-    from engine.io import load_image
+    from zssr.engine.io import load_image
 
     return load_image(path)
 
 
 def _check_out(path, force, protect=()):
-    from engine.io import check_writable
+    from zssr.engine.io import check_writable
 
     check_writable(path, force=force, protect=protect)
 
@@ -264,10 +264,10 @@ def train(
 
     Ctrl-C saves a checkpoint to OUTPUT and exits with status 130; --resume continues it
     exactly (the same weights as an uninterrupted run)."""
-    from engine import checkpoint
-    from engine.data import load_kernel
-    from engine.memory import check_training, parse_max_memory
-    from engine.train import TrainConfig
+    from zssr.engine import checkpoint
+    from zssr.engine.data import load_kernel
+    from zssr.engine.memory import check_training, parse_max_memory
+    from zssr.engine.train import TrainConfig
 
     inp = _load_rgb(image)
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
@@ -294,7 +294,7 @@ def train(
     tr = _train(inp.rgb, cfg, kernel=k, gt=g, resume=resume, on_interrupt=interrupted)
     save(tr)
     if plot:
-        from engine.plots import loss_plot
+        from zssr.engine.plots import loss_plot
 
         loss_plot(plot, tr)
     last = f", final loss {tr.history['loss'][-1]:.4g}" if tr.history["loss"] else ""
@@ -304,7 +304,7 @@ def train(
 def _check_scale(scale, size):
     import math
 
-    from engine.errors import UserError
+    from zssr.engine.errors import UserError
 
     if size is not None and scale is not None:
         raise UserError("give --scale or --size, not both")
@@ -331,10 +331,10 @@ def infer(
     force: Force = False,
 ):
     """Upscale IMAGE with a trained model: bicubic upscale, network, repeat for each step."""
-    from engine import checkpoint
-    from engine.infer import scale_schedule, super_resolve
-    from engine.job import infer_options, save_result
-    from engine.memory import parse_max_memory
+    from zssr.engine import checkpoint
+    from zssr.engine.infer import scale_schedule, super_resolve
+    from zssr.engine.job import infer_options, save_result
+    from zssr.engine.memory import parse_max_memory
 
     _check_scale(scale, size)
     target = _parse_size(size) if size else None
@@ -351,7 +351,7 @@ def infer(
                            max_memory=parse_max_memory(max_memory))
     save_result(output, sr, inp, force, [image, model])
     if compare:
-        from engine.plots import comparison
+        from zssr.engine.plots import comparison
 
         comparison(compare, inp.rgb, sr)
     typer.echo(f"wrote {output} ({sr.shape[1]}x{sr.shape[0]})")
@@ -397,10 +397,10 @@ def upscale(
     processes or on a Dask cluster (--scheduler); a bad file is reported and skipped,
     finished outputs are kept on a rerun (unless --force), and the exit status is 1 if any
     image failed."""
-    from engine.data import load_kernel
-    from engine.errors import UserError
-    from engine.memory import parse_max_memory
-    from engine.train import TrainConfig
+    from zssr.engine.data import load_kernel
+    from zssr.engine.errors import UserError
+    from zssr.engine.memory import parse_max_memory
+    from zssr.engine.train import TrainConfig
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
                                                       crop, max_side, noise, seed, scale, schedule, gradual,
@@ -418,7 +418,7 @@ def upscale(
     for extra in (save_model, compare):
         if extra:
             _check_out(extra, force, protect=[input, output])
-    from engine.job import planned_iterations, upscale_file
+    from zssr.engine.job import planned_iterations, upscale_file
 
     with _Progress(planned_iterations(cfg, steps, k) if cfg.recipe == "crops" else None, "training") as bar:
         r = upscale_file(input, output, cfg, kernel=k, steps=steps, ensemble=ensemble, back_projection=back_projection,
@@ -432,7 +432,7 @@ def upscale(
 
 def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force, workers=None,
                     scheduler=None):
-    from engine.batch import upscale_folder
+    from zssr.engine.batch import upscale_folder
 
     with _Progress(None, "images") as bar:
         def progress(done, total, name):
@@ -476,9 +476,9 @@ def eval_(
     on luma with a border of `scale` pixels. Bicubic beside ours, per image and mean."""
     import json
 
-    from engine.evaluate import evaluate_folder, format_table
-    from engine.job import planned_iterations, train_and_upscale
-    from engine.train import TrainConfig
+    from zssr.engine.evaluate import evaluate_folder, format_table
+    from zssr.engine.job import planned_iterations, train_and_upscale
+    from zssr.engine.train import TrainConfig
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters=iters, time_budget=time_budget, seed=seed, scale=float(scale),
                                                       schedule=schedule, gradual=gradual, anisotropic=anisotropic))
@@ -500,7 +500,7 @@ def eval_(
     result = evaluate_folder(folder, scale, sr_fn, on_row=on_row)
     typer.echo(format_table(result))
     if json_out:
-        from engine.io import atomic_write
+        from zssr.engine.io import atomic_write
 
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
 
@@ -521,12 +521,12 @@ def benchmark(
     numpy's sgemm runs in a child process without the OPENBLAS_* variables."""
     import json
 
-    from engine import benchmark as B
+    from zssr.engine import benchmark as B
 
     if json_out:
         _check_out(json_out, force)
     if threads is not None and threads < 1:
-        from engine.errors import UserError
+        from zssr.engine.errors import UserError
 
         raise UserError(f"--threads must be >= 1, got {threads}")
     with _Progress(None, "benchmark") as bar:
@@ -540,7 +540,7 @@ def benchmark(
     if sc:
         typer.echo(B.format_scaling(sc))
     if json_out:
-        from engine.io import atomic_write
+        from zssr.engine.io import atomic_write
 
         payload = {"machine": m, "rows": rows, "scaling": sc}
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))

@@ -1,7 +1,7 @@
 """Measurements behind ``zssr benchmark``: the engine's kernels, training step and inference,
 against PyTorch on the CPU (when it imports) and against numpy's sgemm.
 
-    from engine import benchmark
+    from zssr.engine import benchmark
     rows = benchmark.run(quick=True)              # list of dicts, JSON-serialisable
     print(benchmark.format_table(rows))
     print(benchmark.machine())
@@ -254,17 +254,18 @@ def _nchw(torch, a):
 def train_case(size, torch=None, seed=0):
     """One training step (forward, MSE loss, backward, plain SGD update, lr 1e-4) of the
     8 x 64 residual network without biases, on a size x size crop."""
-    import engine
+    from .network import train_step
+    from .optim import SGD
 
     size = _check_size("train", size)
     rng = np.random.default_rng(seed)
     x = rng.random((size, size, 3), dtype=np.float32)
     t = np.clip(x + 0.05 * rng.standard_normal(x.shape).astype(np.float32), 0, 1)
     net = _network(seed)
-    opt = engine.SGD(net, lr=1e-4)
+    opt = SGD(net, lr=1e-4)
 
     def ours():
-        return engine.train_step(net, opt, x, t, loss="mse")
+        return train_step(net, opt, x, t, loss="mse")
 
     peer = None
     if torch is not None:

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from engine import metrics
-from engine.errors import UserError
-from engine.io import IMAGE_SUFFIXES, list_images
+from . import metrics
+from .errors import UserError
+from .io import IMAGE_SUFFIXES, list_images
 
 __all__ = ["IMAGE_SUFFIXES", "make_lr", "list_images", "evaluate_folder", "format_table"]
 
@@ -23,7 +23,7 @@ _SCORES = ("bicubic_psnr", "bicubic_ssim", "psnr", "ssim", "seconds")
 
 
 def _resize(*args, **kwargs):
-    from engine.kernels.resize import resize  # lazily: a sibling module
+    from .kernels.resize import resize  # lazily: a sibling module
     return resize(*args, **kwargs)
 
 
@@ -70,7 +70,7 @@ def evaluate_folder(folder, scale, sr_fn, progress=None, on_row=None):
     metrics._check_scale(scale)
     scale = int(scale)
     files = list_images(folder)
-    from engine.io import load_image  # lazily: a sibling module
+    from .io import load_image  # lazily: a sibling module
     rows = []
     for i, path in enumerate(files):
         if progress is not None:

@@ -34,8 +34,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from engine.data import dihedral, dihedral_inverse
-from engine.errors import UserError
+from .data import dihedral, dihedral_inverse
+from .errors import UserError
 
 __all__ = ["scale_schedule", "apply_network", "back_project", "super_resolve", "bicubic",
            "AUTO_TILE_PIXELS", "AUTO_TILE"]
@@ -49,7 +49,7 @@ _SIZE_RTOL = 1e-9  # in * scale within this (relative) of an integer counts as t
 
 
 def _resize(*args, **kwargs):
-    from engine.kernels.resize import resize  # lazily: a sibling module
+    from .kernels.resize import resize  # lazily: a sibling module
     return resize(*args, **kwargs)
 
 
@@ -346,7 +346,7 @@ def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_p
     n = len(schedule)
     tiles = [tile] * n
     if max_memory is not None:
-        from engine.memory import choose_tile
+        from .memory import choose_tile
 
         prev = cur.shape[:2]
         for i, hw in enumerate(schedule):

@@ -30,8 +30,8 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image as PILImage
 
-from engine._numba import jit
-from engine.errors import UserError
+from ._numba import jit
+from .errors import UserError
 
 __all__ = [
     "Image",

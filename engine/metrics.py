@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from engine.errors import UserError
+from .errors import UserError
 
 __all__ = [
     "modcrop",

@@ -28,7 +28,7 @@ def run_cli():
     """Invoke the zssr app in-process; returns (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from zssr.cli.main import app
 
     runner = CliRunner()
 
@@ -44,3 +44,14 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Everything goes through the installed names (zssr.engine, zssr.cli): a stray
+    `import engine` would load a second copy of the modules from the checkout."""
+    import sys
+
+    stray = sorted(name for name in ("engine", "cli") if name in sys.modules)
+    if stray:
+        print(f"\nimported by their folder names instead of zssr.*: {', '.join(stray)}")
+        session.exitstatus = 1

@@ -15,7 +15,7 @@ def cluster():
     distributed = pytest.importorskip("distributed")
     import logging
 
-    from engine.batch import kept_environ
+    from zssr.engine.batch import kept_environ
 
     # kept_environ: the nannies would leave OMP_NUM_THREADS=1 etc. in this process's environment
     with kept_environ(), distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
@@ -52,8 +52,8 @@ def test_folder_on_a_cluster_with_a_broken_file_and_a_rerun(run_cli, cluster, tm
 
 
 def test_the_engine_api_sets_numba_threads_per_worker(cluster, tmp_path):
-    from engine.batch import cores, upscale_folder
-    from engine.train import TrainConfig
+    from zssr.engine.batch import cores, upscale_folder
+    from zssr.engine.train import TrainConfig
 
     src = make_folder(tmp_path / "in", broken=False, names=("a.png", "b.png"))
     cfg = TrainConfig.make("zssr", iters=2, crop=16)
@@ -104,8 +104,8 @@ def test_cluster_options_take_a_folder(run_cli, small_rgb, tmp_path):
 
 
 def test_a_task_reports_a_bad_image_with_the_callers_paths():
-    from engine.batch import upscale_task
-    from engine.train import TrainConfig
+    from zssr.engine.batch import upscale_task
+    from zssr.engine.train import TrainConfig
 
     r = upscale_task("broken.png", b"not an image", TrainConfig.make("zssr", iters=1, crop=16), {}, {},
                      "/photos/broken.png", "/out/broken.png")

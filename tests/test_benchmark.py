@@ -10,9 +10,9 @@ import numba
 import numpy as np
 import pytest
 
-import engine
-from engine import benchmark as B
-from engine.errors import UserError
+from zssr import engine
+from zssr.engine import benchmark as B
+from zssr.engine.errors import UserError
 
 TINY = {"conv": [16], "train": 16, "predict": 16, "sgemm": 64}
 KEYS = {"op", "size", "ms", "gflops", "mpx_s", "peer_ms", "ratio_peer", "ratio_sgemm"}
@@ -115,7 +115,7 @@ def test_no_torch_means_no_peer(monkeypatch):
 
 
 def test_import_is_light():
-    code = "import sys, engine.benchmark; print('torch' in sys.modules, 'rich' in sys.modules)"
+    code = "import sys, zssr.engine.benchmark; print('torch' in sys.modules, 'rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

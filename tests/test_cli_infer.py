@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_png
-from engine.errors import UserError
+from zssr.engine.errors import UserError
 
 FAST = ["--iters", "4", "--crop", "24"]
 
@@ -83,7 +83,7 @@ def test_modes_and_bit_depth_are_kept(run_cli, tmp_path, mode, depth):
     rng = np.random.default_rng(0)
     src = tmp_path / f"in_{mode}{depth}.png"
     if depth == 16:
-        from engine.io import save_image
+        from zssr.engine.io import save_image
 
         rgb = rng.random((30, 34, 3)).astype(np.float32)
         save_image(src, rgb, mode=mode, bit_depth=16)
@@ -93,7 +93,7 @@ def test_modes_and_bit_depth_are_kept(run_cli, tmp_path, mode, depth):
     out = tmp_path / "out.png"
     code, _, stderr = run_cli("upscale", src, "-o", out, "--scale", "2", *FAST, "--no-ensemble")
     assert code == 0, stderr
-    from engine.io import load_image
+    from zssr.engine.io import load_image
 
     img = load_image(out)
     assert (img.mode, img.bit_depth, img.rgb.shape[:2]) == (mode, depth, (60, 68))
@@ -170,8 +170,8 @@ def test_upscale_in_steps_trains_anew_at_each_step_for_zssr_once_for_seed(run_cl
 
 
 def test_default_steps_go_x2_at_a_time_for_zssr(run_cli, small_rgb, tmp_path):
-    from engine.job import default_steps
-    from engine.train import TrainConfig
+    from zssr.engine.job import default_steps
+    from zssr.engine.train import TrainConfig
 
     assert [default_steps(TrainConfig.make("zssr", scale=s)) for s in (1.5, 2, 3, 4, 8)] == [1, 1, 2, 2, 3]
     assert default_steps(TrainConfig.make("seed", scale=4)) == 1
@@ -183,8 +183,8 @@ def test_default_steps_go_x2_at_a_time_for_zssr(run_cli, small_rgb, tmp_path):
 
 
 def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_result():
-    from engine.job import planned_iterations, stage_plan, train_and_upscale
-    from engine.train import TrainConfig
+    from zssr.engine.job import planned_iterations, stage_plan, train_and_upscale
+    from zssr.engine.train import TrainConfig
 
     img = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
     cfg = TrainConfig.make("fast", iters=7, crop=16, eval_every=0)
@@ -205,10 +205,10 @@ def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_resul
 
 
 def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlier_results(monkeypatch):
-    import engine.infer
-    from engine.job import planned_iterations, stage_plan, train_and_upscale
-    from engine.memory import training_bytes
-    from engine.train import TrainConfig
+    import zssr.engine.infer
+    from zssr.engine.job import planned_iterations, stage_plan, train_and_upscale
+    from zssr.engine.memory import training_bytes
+    from zssr.engine.train import TrainConfig
 
     img = np.random.default_rng(3).random((30, 34, 3)).astype(np.float32)
     cfg = TrainConfig.make("zssr", iters=44, crop=16, eval_every=0, anisotropic=True)
@@ -220,8 +220,8 @@ def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlie
     # other chains: in proportion to the results' areas
     assert [n for _, n in stage_plan(replace(cfg, gradual=1, iters=8), 1)] == [2, 2, 4]  # (1, 2), (2, 1), (2, 2)
     used = []
-    real = engine.infer.apply_network
-    monkeypatch.setattr(engine.infer, "apply_network",
+    real = zssr.engine.infer.apply_network
+    monkeypatch.setattr(zssr.engine.infer, "apply_network",
                         lambda net, x, ensemble=False, tile=None, transforms=None:
                         used.append((x.shape[:2], transforms)) or real(net, x, ensemble, tile, transforms))
     sr, trainers, _ = train_and_upscale(img, cfg, back_projection=1)

@@ -52,7 +52,7 @@ def test_resume_is_exact(run_cli, small_rgb, tmp_path):
     opts = ["--iters", "12", "--crop", "24", "--seed", "1"]
     assert run_cli("train", small_rgb, "-o", straight, *opts)[0] == 0
     env = dict(os.environ, ZSSR_TEST_SIGINT_AT="6")
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "train", str(small_rgb), "-o", str(half), *opts],
+    proc = subprocess.run([sys.executable, "-m", "zssr.cli.main", "train", str(small_rgb), "-o", str(half), *opts],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 130, proc.stderr
     assert not all(np.array_equal(x, y) for x, y in zip(params_of(straight), params_of(half)))
@@ -98,7 +98,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(small_rgb, tmp_path):
     exit status 130, a checkpoint that resumes."""
     out = tmp_path / "ck.npz"
     env = dict(os.environ, ZSSR_TEST_SIGINT_AT="3")
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "train", str(small_rgb), "-o", str(out), "--iters", "50",
+    proc = subprocess.run([sys.executable, "-m", "zssr.cli.main", "train", str(small_rgb), "-o", str(out), "--iters", "50",
                            "--crop", "24"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 130, proc.stderr
     assert "checkpoint saved" in proc.stderr
@@ -190,10 +190,10 @@ def test_bad_checkpoints_are_refused(run_cli, small_rgb, tmp_path, kind):
 
 
 def test_help_does_not_import_numba():
-    code = "import sys; from cli.main import app; assert 'numba' not in sys.modules; print('ok')"
+    code = "import sys; from zssr.cli.main import app; assert 'numba' not in sys.modules; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.strip() == "ok", proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "--help"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "zssr.cli.main", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "upscale" in proc.stdout
 
 

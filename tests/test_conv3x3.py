@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine import conv3x3_backward, conv3x3_forward
+from zssr.engine import conv3x3_backward, conv3x3_forward
 from naive import conv_backward, conv_forward, conv_forward_loops
 
 # (pixels shape, Cin, Cout): 1x1, 1xN, Nx1, odd sizes, channel counts of 1, 3, 5, 64, batched

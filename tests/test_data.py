@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from engine.data import CropSampler, Pyramid, degrade, dihedral, dihedral_inverse, load_kernel, shrink_to
-from engine.errors import UserError
-from engine.kernels.resize import resize
+from zssr.engine.data import CropSampler, Pyramid, degrade, dihedral, dihedral_inverse, load_kernel, shrink_to
+from zssr.engine.errors import UserError
+from zssr.engine.kernels.resize import resize
 
 
 def img(h=50, w=60, seed=0):
@@ -91,7 +91,7 @@ def test_crop_sampler_learns_from_earlier_results_up_to_their_size():
     """Gradual SR: with a x1.5 result as a source, the copies go from 0.5 to 1.5 of the
     image; those above 1 are cut from the result (the largest is the result itself), those
     up to 1 from the image."""
-    from engine.data import pool_factors, substep_factors
+    from zssr.engine.data import pool_factors, substep_factors
 
     x, big = img(40, 50), img(60, 75, seed=1)
     plain = CropSampler(x, 2.0, crop=32)
@@ -111,7 +111,7 @@ def test_anisotropic_chain_factors_and_sampler():
     anisotropic factor the sampler never transposes a crop (that would swap the axes'
     factors), and its sons are downscaled per axis; its pool holds the image's copies up to
     its own size plus each source at SOURCE_LEVELS of the source's size."""
-    from engine.data import SOURCE_LEVELS, anisotropic_factors
+    from zssr.engine.data import SOURCE_LEVELS, anisotropic_factors
 
     assert anisotropic_factors(2.0, 2) == [(1.0, 1.5), (1.5, 1.0), (1.5, 1.5), (1.5, 2.0), (2.0, 1.5), (2.0, 2.0)]
     assert anisotropic_factors(3.0, 1) == [(1.0, 3.0), (3.0, 1.0), (3.0, 3.0)]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import metrics
-from engine.errors import UserError
-from engine.evaluate import evaluate_folder, format_table, list_images, make_lr
-from engine.infer import bicubic
-from engine.kernels.resize import resize
+from zssr.engine import metrics
+from zssr.engine.errors import UserError
+from zssr.engine.evaluate import evaluate_folder, format_table, list_images, make_lr
+from zssr.engine.infer import bicubic
+from zssr.engine.kernels.resize import resize
 
 SET5 = Path(__file__).resolve().parents[1].parent / "shared/data/Set5"
 

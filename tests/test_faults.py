@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-import engine.io as eio
-from engine import checkpoint
-from engine.network import Network
+import zssr.engine.io as eio
+from zssr.engine import checkpoint
+from zssr.engine.network import Network
 
 FAST = ["--iters", "3", "--crop", "16"]
 
@@ -40,8 +40,8 @@ def same_params(a, b):
 CHILD = r"""
 import io, os, sys
 import numpy as np
-from engine import checkpoint
-from engine.network import Network
+from zssr.engine import checkpoint
+from zssr.engine.network import Network
 
 real_savez = np.savez
 

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-import engine
-from engine.errors import UserError
-from engine.infer import apply_network, back_project, bicubic, scale_schedule, super_resolve
-from engine.kernels.resize import resize
+from zssr import engine
+from zssr.engine.errors import UserError
+from zssr.engine.infer import apply_network, back_project, bicubic, scale_schedule, super_resolve
+from zssr.engine.kernels.resize import resize
 
 
 def tiny_net(depth=3, width=4, seed=1):

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from engine import io as eio
-from engine.errors import UserError
-from engine.io import atomic_write, load_image, save_image
+from zssr.engine import io as eio
+from zssr.engine.errors import UserError
+from zssr.engine.io import atomic_write, load_image, save_image
 
 RNG = np.random.default_rng(1234)
 U8 = (RNG.random((6, 9, 3)) * 255).round().astype(np.uint8)
@@ -589,7 +589,7 @@ def test_atomic_write_helper(tmp_path):
 
 
 def test_check_writable_alone(tmp_path):
-    from engine.io import check_writable
+    from zssr.engine.io import check_writable
 
     ckpt = tmp_path / "model.npz"
     check_writable(ckpt)  # new file: fine

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import engine
+from zssr import engine
 
 
 @pytest.mark.parametrize("name", ["sse", "mse", "l1"])

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engine
-from engine import checkpoint
-from engine.errors import UserError
-from engine.memory import GIB, choose_tile, inference_bytes, parse_max_memory, training_bytes
-from engine.train import TrainConfig
+from zssr import engine
+from zssr.engine import checkpoint
+from zssr.engine.errors import UserError
+from zssr.engine.memory import GIB, choose_tile, inference_bytes, parse_max_memory, training_bytes
+from zssr.engine.train import TrainConfig
 
 
 def test_estimates_grow_with_the_job():

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from engine.errors import UserError
-from engine.metrics import (
+from zssr.engine.errors import UserError
+from zssr.engine.metrics import (
     evaluate_pair,
     modcrop,
     psnr,

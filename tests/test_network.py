@@ -3,7 +3,7 @@ determinism, learning, and argument checking."""
 import numpy as np
 import pytest
 
-import engine
+from zssr import engine
 from naive import network_forward
 
 

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from naive import conv_backward, conv_forward
 
-from engine.infer import apply_network
-from engine.kernels import winograd
-from engine.kernels.conv3x3 import conv3x3_backward, conv3x3_forward
-from engine.kernels.resize import resize
-from engine.network import Network
+from zssr.engine.infer import apply_network
+from zssr.engine.kernels import winograd
+from zssr.engine.kernels.conv3x3 import conv3x3_backward, conv3x3_forward
+from zssr.engine.kernels.resize import resize
+from zssr.engine.network import Network
 
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CHANNELS = [1, 3, 5, 16, 64]

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine.errors import UserError
-from engine.kernels.resize import output_size, resize
+from zssr.engine.errors import UserError
+from zssr.engine.kernels.resize import output_size, resize
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 

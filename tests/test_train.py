@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from engine.errors import UserError
-from engine.train import TrainConfig, Trainer
+from zssr.engine.errors import UserError
+from zssr.engine.train import TrainConfig, Trainer
 
 
 def image(h=40, w=44, seed=0):

@@ -3,9 +3,9 @@ engine uses it (wide layers), gradients and tiled inference must stay exact."""
 import numpy as np
 import pytest
 
-import engine
-from engine.infer import apply_network
-from engine.kernels import winograd
+from zssr import engine
+from zssr.engine.infer import apply_network
+from zssr.engine.kernels import winograd
 from naive import conv_backward, conv_forward
 from test_conv3x3 import TOL, make, rel_err
 

@@ -46,8 +46,8 @@ import numpy as np
 from numba import prange
 from scipy import ndimage
 
-from engine._numba import pjit
-from engine.errors import UserError
+from .._numba import pjit
+from ..errors import UserError
 
 __all__ = ["resize", "output_size", "contributions", "cubic"]
 
