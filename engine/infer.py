@@ -169,21 +169,26 @@ def scale_schedule(in_hw, scale=None, size=None, steps=1):
 
 
 # The 8 dihedral transforms as (k, flip): forward t(x) = rot90(fliplr(x) if flip else x, k)
-def _tiles(n, tile, halo):
-    """Per axis: [(lo, hi, w0)], tile [lo, hi) computed from the window [w0, w0 + wn).
+def _tiles(n, tile, depth):
+    """Per axis: [(lo, hi, w0)], tile [lo, hi) computed from the window [w0, w0 + wn), for
+    a network of `depth` layers.
 
-    Windows start on even coordinates and have the parity of the image's side: the
-    Winograd kernels compute in 2x2 blocks, and a pixel must fall at the same place of
-    its block (also after the flips of the ensemble) tiled or not, for bitwise results."""
+    Windows start on multiples of 4 and (n - wn) is a multiple of 4: the Winograd kernels
+    compute in 2x2 or 4x4 blocks, and a pixel must fall at the same place of its block
+    (also after the flips of the ensemble) tiled or not, for bitwise results. The halo is
+    winograd4.tile_halo(depth): an F(4x4) output depends, by rounding, on a few pixels
+    beyond its 3x3 window."""
+    from .kernels.winograd4 import tile_halo
+
+    halo = tile_halo(depth)
     count = -(-n // tile)
     size = -(-n // count)  # nearly equal tiles of at most `tile`
-    wn = min(n, size + 2 * halo + 2)
-    if (n - wn) % 2:
-        wn += 1
+    wn = min(n, size + 2 * halo + 3)
+    wn += (n - wn) % 4
     out = []
     for lo in range(0, n, size):
         hi = min(n, lo + size)
-        w0 = min(max(lo - halo, 0) // 2 * 2, n - wn)
+        w0 = min(max(lo - halo, 0) // 4 * 4, n - wn)
         out.append((lo, hi, w0))
     return out, wn
 

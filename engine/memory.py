@@ -33,12 +33,14 @@ def parse_max_memory(gib):
     return gib * GIB
 
 
-def _window(n, tile, halo):
+def _window(n, tile, depth):
     """The window side the tiling uses for an axis of n pixels (see infer._tiles)."""
+    from .kernels.winograd4 import tile_halo
+
     count = -(-n // tile)
     size = -(-n // count)
-    wn = min(n, size + 2 * halo + 2)
-    return wn + ((n - wn) % 2)
+    wn = min(n, size + 2 * tile_halo(depth) + 3)
+    return wn + ((n - wn) % 4)
 
 
 def window_bytes(net, wh, ww):

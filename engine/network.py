@@ -97,7 +97,8 @@ class Network:
         self._wT9 = [np.zeros((9, co, K.padded_channels(ci, self.dtype)), self.dtype)
                      for ci, co in zip(self.widths_in, self.widths_out)]
         self._parts = [K.Partials(ci, co, self.dtype) for ci, co in zip(self.widths_in, self.widths_out)]
-        self.algorithm = "auto"  # convolution algorithm: "auto" (Winograd where it applies) or "direct"
+        # convolutions: "auto", "direct", "winograd" (F(2x2)) or "winograd4" (F(4x4)) on the wide layers
+        self.algorithm = "auto"
         self._zero_bias = [np.zeros(K.padded_channels(ci, self.dtype), self.dtype) for ci in self.widths_in]
         self._cache = OrderedDict()
         self._saved = None
@@ -167,6 +168,11 @@ class Network:
             if backward:
                 K.pack_backward(self.weights[l], self._wT9[l])
 
+    def _alg(self, l, dx=False):
+        """self.algorithm for layer l's convolution (its input gradient's when dx)."""
+        ci, co = self.widths_in[l], self.widths_out[l]
+        return K.for_layer(self.algorithm, co, ci, self.dtype) if dx else K.for_layer(self.algorithm, ci, co, self.dtype)
+
     # -- passes ----------------------------------------------------------------------------
     def forward(self, x):
         """y = network(x) (+ x when residual). Keeps what backward needs. Returns a new array."""
@@ -181,7 +187,7 @@ class Network:
         for l in range(self.depth):
             last = l == self.depth - 1
             K.forward_into(src, self._w9[l], self._bp[l], buf.acts[l], K.POST_NONE if last else K.POST_RELU,
-                           algorithm=self.algorithm)
+                           algorithm=self._alg(l))
             src = buf.acts[l]
         np.copyto(buf.out, src[:, 1:-1, 1:-1, :_IN])
         if self.residual:
@@ -211,11 +217,11 @@ class Network:
         g[:, 1:-1, 1:-1, :_IN] = buf.dout
         for l in range(self.depth - 1, -1, -1):
             src = buf.acts[l - 1] if l > 0 else buf.x
-            K.weight_grad_into(src, g, self._parts[l], self.dweights[l], self.dbiases[l], algorithm=self.algorithm)
+            K.weight_grad_into(src, g, self._parts[l], self.dweights[l], self.dbiases[l], algorithm=self._alg(l))
             if l > 0:
                 g_prev = buf.g[l % 2]
                 K.forward_into(g, self._wT9[l], self._zero_bias[l], g_prev, K.POST_MASK, mask=src,
-                               algorithm=self.algorithm)
+                               algorithm=self._alg(l, dx=True))
                 g = g_prev
             elif need_dx:
                 if buf.dx is None:
@@ -248,7 +254,7 @@ class Network:
             last = l == self.depth - 1
             dst = buf.last if last else buf.ping[l % 2]
             K.forward_into(src, self._w9[l], self._bp[l], dst, K.POST_NONE if last else K.POST_RELU,
-                           algorithm=self.algorithm)
+                           algorithm=self._alg(l))
             src = dst
         y = np.empty(x.shape, self.dtype) if out is None else out
         y4 = y if y.ndim == 4 else y[None]

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from .._numba import jit, pjit
-from . import winograd
+from . import winograd, winograd4
 from .gemm_tile import _block, _rows_of_tiles, lanes
 
 POST_NONE, POST_RELU, POST_MASK = 0, 1, 2
@@ -165,24 +165,49 @@ def _reduce_partials(part, dbpart, transposed, dw, db):
         db[o] = s
 
 
-ALGORITHMS = ("auto", "direct", "winograd")
+ALGORITHMS = ("auto", "direct", "winograd", "winograd4")
+
+# What "auto" runs where Winograd applies (the wide layers), chosen by measurement (see
+# winograd4.py): F(4x4, 3x3) for the forward pass and the input gradient, which go through
+# `forward_into`, and AUTO_WEIGHT_GRAD for the weight gradient.
+AUTO_FORWARD = "winograd4"
+AUTO_WEIGHT_GRAD = "winograd"
+
+
+def _choose(algorithm, ci, co, dtype, auto):
+    """The algorithm to run for a ci -> co layer: "direct", "winograd" or "winograd4"."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    wino = winograd.applicable(ci, co, dtype)
+    if algorithm.startswith("winograd") and not wino:
+        raise ValueError(f"{algorithm} needs >= 16 input channels and output channels in blocks of "
+                         f"{4 * lanes(dtype)}, got {ci} -> {co}")
+    if algorithm == "auto":
+        return auto if wino else "direct"
+    return algorithm
+
+
+def for_layer(algorithm, ci, co, dtype):
+    """A network's algorithm for one of its ci -> co convolutions: a Winograd choice where
+    it applies, "direct" on the other layers (the first and the last)."""
+    if algorithm.startswith("winograd") and not winograd.applicable(ci, co, dtype):
+        return "direct"
+    return algorithm
 
 
 def forward_into(xp, w9, bias, yp, post=POST_NONE, mask=None, algorithm="auto"):
     """yp interior = post(conv(xp, w9) + bias). See the module docstring for the layouts.
 
     algorithm: "direct" (the tiled direct convolution), "winograd" (F(2x2, 3x3), see
-    winograd.py; needs >= 16 input channels and whole blocks of output channels) or
-    "auto": Winograd where it applies, else direct."""
+    winograd.py), "winograd4" (F(4x4, 3x3), winograd4.py) -- both need >= 16 input
+    channels and whole blocks of output channels -- or "auto": AUTO_FORWARD where
+    Winograd applies, else direct."""
     if mask is None:
         mask = yp
-    wino = winograd.applicable(w9.shape[1], w9.shape[2], yp.dtype)
-    if algorithm == "winograd" and not wino:
-        raise ValueError(f"winograd needs >= 16 input channels and output channels in blocks of "
-                         f"{4 * lanes(yp.dtype)}, got {w9.shape[1]} -> {w9.shape[2]}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    if wino and algorithm != "direct":
+    alg = _choose(algorithm, w9.shape[1], w9.shape[2], yp.dtype, AUTO_FORWARD)
+    if alg == "winograd4":
+        winograd4.forward_into(xp, w9, bias, yp, post, mask)
+    elif alg == "winograd":
         winograd.forward_into(xp, w9, bias, yp, post, mask)
     else:
         _forward_kernel(xp, w9, bias, yp, post, mask, lanes(yp.dtype))
@@ -208,14 +233,11 @@ class Partials:
 
 def weight_grad_into(xp, dyp, partials, dw, db, algorithm="auto"):
     """dw, db (in place) = gradients of the layer whose input is xp and output gradient dyp.
-    algorithm: as for `forward_into` (Winograd F(3x3, 2x2) for the wide layers)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    wino = winograd.applicable(dw.shape[2], dyp.shape[3], dyp.dtype) and dw.shape[3] == dyp.shape[3]
-    if algorithm == "winograd" and not wino:
-        raise ValueError(f"winograd needs >= 16 input channels and output channels in blocks of "
-                         f"{4 * lanes(dyp.dtype)}, got {dw.shape[2]} -> {dw.shape[3]}")
-    if wino and algorithm != "direct":
+    algorithm: as for `forward_into` (Winograd F(3x3, 2x2) or F(3x3, 4x4) for the wide
+    layers; "auto": AUTO_WEIGHT_GRAD where Winograd applies)."""
+    co = dw.shape[3] if dw.shape[3] == dyp.shape[3] else 1  # Winograd: no padded output channels
+    alg = _choose(algorithm, dw.shape[2], co, dyp.dtype, AUTO_WEIGHT_GRAD)
+    if alg in ("winograd", "winograd4"):  # F(3x3, 4x4) to come: F(3x3, 2x2) for both for now
         winograd.weight_grad_into(xp, dyp, dw, db)
         return
     p = partials
@@ -277,7 +299,7 @@ def _pad_input(x4):
 def conv3x3_forward(x, w, b=None, relu=False, algorithm="auto"):
     """y = conv3x3(x, w) + b, optionally followed by ReLU. Returns a new array shaped like x
     with Cout channels. x (H, W, Cin) or (N, H, W, Cin); w (3, 3, Cin, Cout); b (Cout,).
-    algorithm: "auto", "direct" or "winograd" (see `forward_into`)."""
+    algorithm: "auto", "direct", "winograd" or "winograd4" (see `forward_into`)."""
     _check_args(x, w, b)
     x4 = x if x.ndim == 4 else x[None]
     n, h, wd, cin = x4.shape

@@ -1,0 +1,292 @@
+"""Winograd F(4x4, 3x3): the 3x3 convolution with 36 products per 4x4 outputs (2.25 per
+output, against 9 directly and 4 for F(2x2), winograd.py).
+
+For a 4x4 block of outputs, the 6x6 input patch d that feeds it and a 3x3 kernel g
+(interpolation points 0, 1, -1, 2, -2 and infinity; Lavin & Gray 2016):
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise, over the 36 positions)
+
+    B^T = [[4,  0, -5,  0, 1, 0],    G = [[ 1/4,     0,    0 ],    A^T = [[1, 1,  1, 1,  1, 0],
+           [0, -4, -4,  1, 1, 0],         [-1/6,  -1/6, -1/6 ],           [0, 1, -1, 2, -2, 0],
+           [0,  4, -4, -1, 1, 0],         [-1/6,   1/6, -1/6 ],           [0, 1,  1, 4,  4, 0],
+           [0, -2, -1,  2, 1, 0],         [1/24,  1/12,  1/6 ],           [0, 1, -1, 8, -8, 1]]
+           [0,  2, -1, -2, 1, 0],         [1/24, -1/12,  1/6 ],
+           [0,  4,  0, -5, 0, 1]]         [   0,     0,    1 ]]
+
+Summed over input channels, position by position: 36 matrix products
+M[xi][block, o] = sum_i V[xi][block, i] U[xi][i, o], on the same register tile as the
+direct convolution (gemm_tile). The weight gradient is the transpose of that identity:
+
+    dW_block (3x3) = G^T [ (B^T d B) * (A dy A^T) ] G      (dy: the 4x4 block's gradient)
+
+summed over blocks as 36 products W[xi][i, o] = sum_blocks V[xi][block, i] D[xi][block, o].
+
+Layout as in winograd.py: the input is a padded buffer (N, H+2, W+2, Cx); the output block
+at rows 4ty..4ty+3 and columns 4tx..4tx+3 reads padded rows and columns 4ty..4ty+5 and
+4tx..4tx+5. Where that passes the buffer's edge (H or W not a multiple of 4), the patch is
+a zero-padded copy, and outputs past the edge are not written. Each forward task is one row
+of blocks of one image, in chunks of TXB blocks (V and M, 36 x TXB x C each, per thread).
+
+Rounding: the error is larger than F(2x2)'s (the transforms have entries up to 8 and
+1/24; see the note of the change for measured figures), and an output depends, by its
+rounding, on every pixel of its block's 6x6 patch, 3 pixels beyond its own 3x3 window on
+one side. infer.py's tiles therefore have a wider halo and start on multiples of 4.
+"""
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+
+from .._numba import jit, pjit
+from .gemm_tile import _block, _rows_of_tiles, lanes, make_patch_transform
+
+TXB = 24  # blocks per chunk (4 tiles of 6 rows)
+REACH = 3  # pixels by which a layer's output depends (by rounding) on inputs beyond its 3x3 window
+
+
+# ---------------------------------------------------------------------------------------
+# Transforms, written once as LLVM IR (vectors of L channels), built by make_patch_transform
+# ---------------------------------------------------------------------------------------
+
+class _Ops:
+    """Vector arithmetic for the transforms: a + b, a - b, c * a + b (one fused op)."""
+
+    def __init__(self, builder, vt):
+        self.b = builder
+        self.vt = vt
+        bits = 32 if isinstance(vt.element, ir.FloatType) else 64
+        self._fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{vt.count}f{bits}")
+
+    def add(self, x, y):
+        return self.b.fadd(x, y)
+
+    def sub(self, x, y):
+        return self.b.fsub(x, y)
+
+    def fma(self, c, x, y):
+        """c * x + y for a constant c."""
+        k = ir.Constant(self.vt, [ir.Constant(self.vt.element, float(c))] * self.vt.count)
+        return self.b.call(self._fma, [k, x, y])
+
+
+def _separable(builder, d, rows_out, t):
+    """Apply the 1-D transform t (list of vectors -> list of vectors) to the columns of the
+    grid d, then to the rows of the result; returns the rows_out x rows_out results
+    row-major (element (a, b) at a * rows_out + b)."""
+    ops = _Ops(builder, d[0][0].type)
+    ncol = len(d[0])
+    cols = [t(ops, [d[r][c] for r in range(len(d))]) for c in range(ncol)]  # cols[c][a] = (T d)[a, c]
+    return [v for a in range(rows_out) for v in t(ops, [cols[c][a] for c in range(ncol)])]
+
+
+def _bt(o, x):
+    """B^T x for 6 values: the rows of B^T."""
+    d12 = o.sub(x[1], x[2])
+    s12 = o.add(x[1], x[2])
+    s34 = o.add(x[3], x[4])
+    d43 = o.sub(x[4], x[3])
+    d31 = o.sub(x[3], x[1])
+    d42 = o.sub(x[4], x[2])
+    return [o.fma(4.0, x[0], o.fma(-5.0, x[2], x[4])),
+            o.fma(-4.0, s12, s34),
+            o.fma(4.0, d12, d43),
+            o.fma(2.0, d31, d42),
+            o.fma(-2.0, d31, d42),
+            o.fma(4.0, x[1], o.fma(-5.0, x[3], x[5]))]
+
+
+def _at(o, x):
+    """A^T x for 6 values -> 4."""
+    s12 = o.add(x[1], x[2])
+    d12 = o.sub(x[1], x[2])
+    s34 = o.add(x[3], x[4])
+    d34 = o.sub(x[3], x[4])
+    return [o.add(o.add(x[0], s12), s34),
+            o.fma(2.0, d34, d12),
+            o.fma(4.0, s34, s12),
+            o.add(o.fma(8.0, d34, d12), x[5])]
+
+
+def _a(o, g):
+    """A g for 4 values -> 6 (A = the transpose of A^T)."""
+    e = o.add(g[0], g[2])
+    d = o.add(g[1], g[3])
+    e4 = o.fma(4.0, g[2], g[0])
+    d8 = o.fma(8.0, g[3], o.add(g[1], g[1]))
+    return [g[0], o.add(e, d), o.sub(e, d), o.add(e4, d8), o.sub(e4, d8), g[3]]
+
+
+wino4_in = make_patch_transform(6, lambda b, d: _separable(b, d, 6, _bt))    # 6x6 patch -> 36: B^T d B
+wino4_out = make_patch_transform(6, lambda b, m: _separable(b, m, 4, _at))   # 36 -> 4x4: A^T M A
+wino4_dy = make_patch_transform(4, lambda b, g: _separable(b, g, 6, _a))     # 4x4 dy -> 36: A dy A^T
+
+
+@jit
+def transform_weights(w9, U, T):
+    # w9 (9, Ci, Co) taps row-major -> U (36, Ci, Co) = G g G^T for every (i, o).
+    # T (6, 3, Ci, Co) scratch holds G g. Each loop runs over the Ci * Co weights of a plane.
+    n = w9.shape[1] * w9.shape[2]
+    g = w9.reshape((9, n))
+    t = T.reshape((18, n))
+    u = U.reshape((36, n))
+    for c in range(3):  # G g, column c of the kernel
+        _g_rows(g[c], g[3 + c], g[6 + c], t[c], t[3 + c], t[6 + c], t[9 + c], t[12 + c], t[15 + c], n)
+    for a in range(6):  # (G g) G^T, row a
+        _g_rows(t[3 * a], t[3 * a + 1], t[3 * a + 2],
+                u[6 * a], u[6 * a + 1], u[6 * a + 2], u[6 * a + 3], u[6 * a + 4], u[6 * a + 5], n)
+
+
+@jit(inline="always")
+def _g_rows(g0, g1, g2, o0, o1, o2, o3, o4, o5, n):
+    # (o0..o5) = G (g0, g1, g2), plane by plane
+    for k in range(n):
+        o0[k] = 0.25 * g0[k]
+    for k in range(n):
+        o1[k] = -(g0[k] + g1[k] + g2[k]) / 6.0
+    for k in range(n):
+        o2[k] = -(g0[k] - g1[k] + g2[k]) / 6.0
+    for k in range(n):
+        o3[k] = g0[k] / 24.0 + g1[k] / 12.0 + g2[k] / 6.0
+    for k in range(n):
+        o4[k] = g0[k] / 24.0 - g1[k] / 12.0 + g2[k] / 6.0
+    for k in range(n):
+        o5[k] = g2[k]
+
+
+# ---------------------------------------------------------------------------------------
+# Forward (and input gradient)
+# ---------------------------------------------------------------------------------------
+
+@pjit
+def _forward_kernel(xp, U, bias, yp, post, mask, V, M, patch, Y, L):
+    # xp (N, H+2, W+2, Cx)   U (36, Ci, Co)   bias (Co,)   yp, mask (N, H+2, W+2, Co)
+    # V (T, 36, TXB, Ci), M (T, 36, TXB, Co), patch (T, 6, 6, Ci), Y (T, 16, Co): per thread
+    # yp interior = post(bias + conv3x3(xp)), post: 0 none, 1 ReLU, 2 zero where mask <= 0
+    N, Hp, Wp, Cx = xp.shape
+    TY = (Hp + 1) // 4
+    TX = (Wp + 1) // 4
+    nchunk = (TX + V.shape[2] - 1) // V.shape[2]
+    for task in numba.prange(N * TY * nchunk):
+        tid = numba.get_thread_id()
+        _forward_task(xp, U, bias, yp, post, mask, V[tid], M[tid], patch[tid], Y[tid], L,
+                      task // (TY * nchunk), (task // nchunk) % TY, (task % nchunk) * V.shape[2])
+
+
+@jit
+def _input_patch(xp, xf, n, ty, tx, Ci, pt, vf, t, txb, L):
+    """V[:, t, :] = B^T d B for the 6x6 patch at padded rows 4ty.., columns 4tx.. of image n;
+    past the bottom or right edge, of a zero-padded copy of the patch."""
+    N, Hp, Wp, Cx = xp.shape
+    nrows = min(6, Hp - 4 * ty)
+    ncols = min(6, Wp - 4 * tx)
+    if nrows == 6 and ncols == 6:
+        wino4_in(xf, ((n * Hp + 4 * ty) * Wp + 4 * tx) * Cx, Wp * Cx, Cx, Ci // L, vf, t * Ci, txb * Ci)
+    else:
+        pt[...] = 0.0
+        for r in range(nrows):
+            for c in range(ncols):
+                pt[r, c, :] = xp[n, 4 * ty + r, 4 * tx + c, :Ci]
+        wino4_in(pt.reshape(pt.size), 0, 6 * Ci, Ci, Ci // L, vf, t * Ci, txb * Ci)
+
+
+@jit
+def _forward_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, Yt, L, n, ty, tx0):
+    # one row ty of 4x4 output blocks of image n, blocks tx0 .. tx0 + TXB - 1
+    N, Hp, Wp, Cx = xp.shape
+    H = Hp - 2
+    W = Wp - 2
+    Ci = U.shape[1]
+    Co = U.shape[2]
+    txb = Vt.shape[1]
+    nv = _block(Co // L)
+    bw = nv * L
+    ntx = min(txb, (W + 3) // 4 - tx0)
+    xf = xp.reshape(xp.size)
+    uf = U.reshape(U.size)
+    yf = yp.reshape(yp.size)
+    mf = mask.reshape(mask.size)
+    vf = Vt.reshape(Vt.size)
+    mtf = Mt.reshape(Mt.size)
+    ytf = Yt.reshape(Yt.size)
+    for t in range(ntx):
+        _input_patch(xp, xf, n, ty, tx0 + t, Ci, pt, vf, t, txb, L)
+    # 36 products M[xi] = V[xi] @ U[xi]
+    Mt[:, :ntx, :] = 0.0
+    for xi in range(36):
+        for cb in range(Co // bw):
+            _rows_of_tiles(vf, xi * txb * Ci, Ci, 1, 0, 0, uf, xi * Ci * Co + cb * bw, Co, 0,
+                           mtf, xi * txb * Co + cb * bw, Co, Ci, 1, 1, ntx, nv)
+    nr = min(4, H - 4 * ty)
+    for t in range(ntx):
+        # Y (16, Co) = A^T M[:, t] A, then bias and post into the outputs inside the image
+        wino4_out(mtf, t * Co, 6 * txb * Co, txb * Co, Co // L, ytf, 0, Co)
+        j0 = 4 * (tx0 + t)
+        nc = min(4, W - j0)
+        for r in range(nr):
+            for c in range(nc):
+                _store(Yt[4 * r + c], bias, yf, mf, ((n * Hp + 4 * ty + r + 1) * Wp + j0 + c + 1) * Co, Co, post)
+
+
+@jit(inline="always")
+def _store(y, bias, yf, mf, off, Co, post):
+    # one loop per kind of post-processing, each branch-free and vectorised
+    if post == 1:
+        for o in range(Co):
+            v = y[o] + bias[o]
+            yf[off + o] = v if v > 0 else 0.0
+    elif post == 2:
+        for o in range(Co):
+            v = y[o] + bias[o]
+            yf[off + o] = v if mf[off + o] > 0 else 0.0
+    else:
+        for o in range(Co):
+            yf[off + o] = y[o] + bias[o]
+
+
+class Workspace:
+    """The weight transform U and the per-thread scratch of one layer shape: forward
+    (V, M, patch, Y) and weight gradient (V, D, patches, partial sums)."""
+
+    def __init__(self, ci, co, dtype, txb=TXB):
+        t = numba.config.NUMBA_NUM_THREADS
+        self.U = np.zeros((36, ci, co), dtype)
+        self.T = np.zeros((6, 3, ci, co), dtype)
+        self.V = np.zeros((t, 36, txb, ci), dtype)
+        self.M = np.zeros((t, 36, txb, co), dtype)
+        self.patch = np.zeros((t, 6, 6, ci), dtype)
+        self.Y = np.zeros((t, 16, co), dtype)
+        self.D = self.M  # the weight gradient's transformed dy: same shape, never used together
+        self.dpatch = np.zeros((t, 4, 4, co), dtype)
+        self.part = None  # (t, 36, ci, co), made on the first weight gradient
+        self.dbpart = np.zeros((t, co), dtype)
+
+
+_workspaces = {}
+
+
+def workspace(ci, co, dtype):
+    key = (ci, co, np.dtype(dtype).str)
+    ws = _workspaces.get(key)
+    if ws is None:
+        ws = _workspaces[key] = Workspace(ci, co, dtype)
+    return ws
+
+
+def forward_into(xp, w9, bias, yp, post, mask):
+    """The F(4x4, 3x3) form of conv3x3.forward_into (same arguments and result)."""
+    ws = workspace(w9.shape[1], w9.shape[2], w9.dtype)
+    transform_weights(w9, ws.U, ws.T)
+    _forward_kernel(xp, ws.U, bias, yp, post, mask, ws.V, ws.M, ws.patch, ws.Y, lanes(yp.dtype))
+
+
+def tile_halo(depth):
+    """The halo (pixels) a tile of a `depth`-layer network needs for bitwise the untiled
+    result, when its hidden layers run F(4x4) and its windows start on multiples of 4.
+
+    Each F(4x4) output depends by rounding on its block's whole 6x6 patch: up to 3 pixels
+    beyond its window on one side, and the blocks realign the front, so that two such
+    layers move it by 1 + 3 pixels. Worst case over the alignments of a window's edge,
+    first and last layers direct: depth + 2 * ceil((depth - 2) / 2) (14 for 8 layers;
+    tests/test_winograd4.py checks the formula by propagating the dependences)."""
+    return depth + 2 * ((depth - 1) // 2) if depth >= 2 else depth
