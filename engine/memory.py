@@ -69,14 +69,28 @@ def inference_bytes(net, in_hw, out_hw, tile, ensemble=True):
     return BASELINE + resident + windows
 
 
+def training_shape(cfg, img_hw):
+    """The (h, w) training runs on for an image of img_hw: shrunk so that its longer side
+    is at most cfg.max_side, as the Trainer does (data.shrink_to)."""
+    from .data import scaled_shape
+
+    h, w = img_hw
+    if not cfg.max_side or max(h, w) <= cfg.max_side:
+        return h, w
+    return scaled_shape((h, w), cfg.max_side / max(h, w))
+
+
 def training_bytes(cfg, img_hw, dtype_size=4):
-    """Peak bytes of training: per training shape, the network's saved activations and
-    gradient buffers (crops for zssr, every pyramid level for seed), plus the image pool."""
+    """Peak bytes of training on an image of img_hw: per training shape, the network's saved
+    activations and gradient buffers (crops for zssr, every pyramid level for seed), plus
+    the image pool, all at the size training runs on (`training_shape`, after --max-side),
+    plus the full-size image itself when it was shrunk."""
     from numpy import linspace
 
     from .data import MIN_SCALE, SOURCE_LEVELS, anisotropic_factors, pool_factors, substep_factors
 
-    h, w = img_hw
+    h, w = training_shape(cfg, img_hw)
+    full = img_hw[0] * img_hw[1] * 3 * dtype_size if (h, w) != tuple(img_hw) else 0
     if cfg.recipe == "pyramid":
         shapes = [(max(1, round(h * f)), max(1, round(w * f))) for f in linspace(1.0, 0.4, cfg.levels)]
         pool = 6 * h * w * 3 * dtype_size  # every level's sharp and blurry copies
@@ -93,7 +107,7 @@ def training_bytes(cfg, img_hw, dtype_size=4):
         pool = area * h * w * 3 * dtype_size
     c_w = -(-cfg.width // 16) * 16
     per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
-    return BASELINE + per_shape + int(pool)
+    return BASELINE + per_shape + int(pool) + full
 
 
 def choose_tile(net, in_hw, out_hw, tile, ensemble, max_bytes):
@@ -116,7 +130,11 @@ def choose_tile(net, in_hw, out_hw, tile, ensemble, max_bytes):
 
 
 def check_training(cfg, img_hw, max_bytes):
+    """A UserError with the figures when training on an image of img_hw (shrunk to
+    cfg.max_side first, as training does) would need more than max_bytes."""
     need = training_bytes(cfg, img_hw)
     if need > max_bytes:
-        raise UserError(f"training on a {img_hw[1]}x{img_hw[0]} image needs about {need / GIB:.2f} GiB, more than "
+        h, w = training_shape(cfg, img_hw)
+        shrunk = f" (shrunk from {img_hw[1]}x{img_hw[0]} by --max-side)" if (h, w) != tuple(img_hw) else ""
+        raise UserError(f"training on a {w}x{h} image{shrunk} needs about {need / GIB:.2f} GiB, more than "
                         f"--max-memory {max_bytes / GIB:.2f} GiB; raise --max-memory, or use --max-side or a smaller --crop")

@@ -1,4 +1,6 @@
 """The memory guard: estimates, tile choice under a budget, refusals through the CLI."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -6,7 +8,7 @@ from PIL import Image
 from zssr import engine
 from zssr.engine import checkpoint
 from zssr.engine.errors import UserError
-from zssr.engine.memory import GIB, choose_tile, inference_bytes, parse_max_memory, training_bytes
+from zssr.engine.memory import GIB, choose_tile, inference_bytes, parse_max_memory, training_bytes, training_shape
 from zssr.engine.train import TrainConfig
 
 
@@ -73,3 +75,62 @@ def test_train_and_upscale_refuse_before_any_work(run_cli, small_rgb, tmp_path):
         assert code == 2 and "--max-memory" in stderr and stderr.count("\n") == 1, stderr
         assert "trained" not in stdout
     assert not (tmp_path / "m.npz").exists() and not (tmp_path / "up.png").exists()
+
+
+# --------------------------------------------------------------------------- what actually runs (issue 15)
+
+BIG = 3000  # a photo larger than this machine could train on at full size with the seed preset
+
+
+@pytest.fixture(scope="module")
+def big_photo(tmp_path_factory):
+    """A synthetic 3000x3000 RGB photo: gradients with a little noise."""
+    y, x = np.mgrid[0:BIG, 0:BIG].astype(np.float32) / BIG
+    noise = np.random.default_rng(0).integers(0, 8, (BIG, BIG, 3), dtype=np.uint8)
+    img = (np.stack([x, y, (x + y) / 2], axis=-1) * 240).astype(np.uint8) + noise
+    path = tmp_path_factory.mktemp("big") / "big.png"
+    Image.fromarray(img).save(path, compress_level=1)
+    return path
+
+
+def test_the_estimate_is_for_the_image_shrunk_to_max_side():
+    seed = TrainConfig.make("seed")  # --max-side 500
+    full = replace(seed, max_side=0)
+    assert training_bytes(full, (BIG, BIG)) > parse_max_memory(None)  # the premise: refused at full size
+    # at 500x500, plus the full-size image held while training on its shrunk copy
+    assert training_bytes(seed, (BIG, BIG)) == training_bytes(seed, (500, 500)) + BIG * BIG * 3 * 4
+    assert training_shape(seed, (BIG, 1500)) == (500, 250) and training_shape(seed, (400, 300)) == (400, 300)
+    for preset in ("zssr", "fast"):
+        cfg = TrainConfig.make(preset, max_side=200)
+        assert training_bytes(cfg, (BIG, BIG)) < training_bytes(replace(cfg, max_side=0), (BIG, BIG))
+
+
+def test_seed_preset_trains_on_a_photo_too_big_at_full_size(run_cli, big_photo, tmp_path):
+    out = tmp_path / "m.npz"
+    # at full size (--max-side 0) the estimate is refused, with the figures and before any work
+    code, stdout, stderr = run_cli("train", big_photo, "-o", out, "--preset", "seed", "--max-side", "0", "--epochs", "1")
+    assert code == 2 and stderr.count("\n") == 1 and f"{BIG}x{BIG} image needs about" in stderr, stderr
+    assert not out.exists()
+    # shrunk (the seed's own case, with a smaller side to keep the test fast): the estimate is for what runs
+    code, stdout, stderr = run_cli("train", big_photo, "-o", out, "--preset", "seed", "--max-side", "64", "--epochs", "1")
+    assert code == 0, stderr
+    assert "trained" in stdout and out.exists()
+    _, meta, _ = checkpoint.load(out)
+    assert meta["image"]["shape"][:2] == [64, 64]
+
+
+def test_upscale_fast_and_zssr_presets_estimate_the_shrunk_image(run_cli, big_photo, tmp_path):
+    budget = "1"  # GiB: under the full-size estimate of both, over the estimate at --max-side 64
+    for preset in ("fast", "zssr"):
+        assert training_bytes(TrainConfig.make(preset), (BIG, BIG)) > 1 * GIB
+    out = tmp_path / "up.png"
+    code, _, stderr = run_cli("upscale", big_photo, "-o", out, "--preset", "fast", "--iters", "4", "--crop", "24",
+                              "--max-memory", budget)
+    assert code == 2 and f"{BIG}x{BIG} image needs about" in stderr and not out.exists(), stderr
+    code, stdout, stderr = run_cli("upscale", big_photo, "-o", out, "--preset", "fast", "--iters", "4", "--crop", "24",
+                                   "--max-side", "64", "--no-ensemble", "--back-projection", "0", "--max-memory", budget)
+    assert code == 0, stderr
+    assert Image.open(out).size == (128, 128)
+    code, _, stderr = run_cli("train", big_photo, "-o", tmp_path / "z.npz", "--iters", "2", "--crop", "24",
+                              "--max-side", "64", "--max-memory", budget)
+    assert code == 0, stderr
