@@ -330,9 +330,14 @@ def infer(
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
-    """Upscale IMAGE with a trained model: bicubic upscale, network, repeat for each step."""
+    """Upscale IMAGE with a trained model, in --steps equal steps.
+
+    The loop follows the model's preset. zssr and fast: each step is a bicubic upscale,
+    the network, and back-projection against the step's input. seed (the course report's
+    loop, exactly): the network first sharpens IMAGE itself at its own size, then each
+    step is a bicubic upscale and the network; so the network runs --steps + 1 times."""
     from zssr.engine import checkpoint
-    from zssr.engine.infer import scale_schedule, super_resolve
+    from zssr.engine.infer import scale_schedule, seed_loop, super_resolve
     from zssr.engine.job import infer_options, save_result
     from zssr.engine.memory import parse_max_memory
 
@@ -345,10 +350,12 @@ def infer(
     scale_schedule(inp.rgb.shape[:2], scale=scale, size=target, steps=steps)  # checks the sizes first
     net, meta, _ = checkpoint.load(model)
     ens, bp = infer_options(meta.get("config", {}), ensemble, back_projection)
-    with _Progress(steps, "upscaling") as bar:
-        sr = super_resolve(net, inp.rgb, scale=scale, size=target, steps=steps, ensemble=ens, back_projection=bp,
-                           tile=tile, progress=lambda i, n: bar.update(completed=i + 1),
-                           max_memory=parse_max_memory(max_memory))
+    seed = meta.get("config", {}).get("recipe") == "pyramid"  # the seed preset's loop: sharpen first
+    with _Progress(steps + seed, "upscaling") as bar:
+        sr = (seed_loop if seed else super_resolve)(net, inp.rgb, scale=scale, size=target, steps=steps,
+                                                    ensemble=ens, back_projection=bp, tile=tile,
+                                                    progress=lambda i, n: bar.update(completed=i + 1),
+                                                    max_memory=parse_max_memory(max_memory))
     save_result(output, sr, inp, force, [image, model])
     if compare:
         from zssr.engine.plots import comparison

@@ -378,3 +378,28 @@ def bicubic(lr, scale=None, size=None):
     out = _resize(lr, shape=hw)
     np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+def seed_loop(net, lr, scale=None, size=None, steps=1, ensemble=False, back_projection=0, tile=None, kernel=None,
+              progress=None, max_memory=None, transforms=None):
+    """The seed preset's test loop, exactly as its report: the network first sharpens ``lr``
+    itself (no upscaling, no back-projection), then :func:`super_resolve` repeats (bicubic
+    up, network) ``steps`` times until the wanted size: ``steps + 1`` passes in all.
+
+    Parameters and result as :func:`super_resolve`; ``progress(i, n)`` counts the first
+    pass too (n = steps + 1)."""
+    cur = _check_image(lr, net.dtype, "lr")
+    n = len(scale_schedule(cur.shape[:2], scale=scale, size=size, steps=steps)) + 1  # bad sizes fail first
+    t = tile
+    if max_memory is not None:
+        from .memory import choose_tile
+
+        t = choose_tile(net, cur.shape[:2], cur.shape[:2], tile, ensemble, max_memory)
+    first = apply_network(net, cur, ensemble=ensemble, tile=t, transforms=transforms)
+    np.clip(first, 0.0, 1.0, out=first)
+    if progress is not None:
+        progress(0, n)
+    return super_resolve(net, first, scale=scale, size=size, steps=steps, ensemble=ensemble,
+                         back_projection=back_projection, tile=tile, kernel=kernel, max_memory=max_memory,
+                         progress=None if progress is None else (lambda i, _n: progress(i + 1, n)),
+                         transforms=transforms)

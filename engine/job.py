@@ -103,12 +103,13 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     from the step's input (fast, x2: a network at x1.5, its x1.5 result, then a network
     at x2 learning from the image and that result; zssr: six networks, the anisotropic
     ones with the four-transform ensemble, see `data.CropSampler` for the pool). seed
-    preset (pyramid): one network, trained at cfg.scale's step factor, applied again at
-    every step (the seed's loop "upscale, sharpen, repeat")."""
+    preset (pyramid): one network, trained at cfg.scale's step factor, applied to the
+    image itself first, then again at every step (the seed's loop "sharpen, then upscale
+    and sharpen until the wanted size", `infer.seed_loop`)."""
     from dataclasses import replace
 
     from .data import factor_pair, shrink_to, transforms_for
-    from .infer import scale_schedule, super_resolve
+    from .infer import scale_schedule, seed_loop, super_resolve
     from .memory import check_training
     from .train import Trainer
 
@@ -123,7 +124,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
         tr.run(callback)
         # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
         base = tr.img if cfg.max_side else img
-        sr = super_resolve(tr.net, base, scale=cfg.scale, steps=steps, ensemble=ens, back_projection=bp,
+        sr = seed_loop(tr.net, base, scale=cfg.scale, steps=steps, ensemble=ens, back_projection=bp,
                            tile=tile, kernel=kernel, max_memory=max_memory)
         return sr, [tr], base
     trainers = []
