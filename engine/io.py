@@ -3,9 +3,11 @@
 ``load_image`` turns PNG, JPEG, BMP, TIFF or GIF (first frame) into float32 H x W x 3 in
 [0, 1] plus an optional alpha plane, remembering the file's mode (``L``, ``LA``, ``RGB``,
 ``RGBA``) and bit depth (8 or 16) so that ``save_image`` can write the result back the same
-way. Pixels are decoded with ``imageio.v3`` (Pillow underneath; ``tifffile`` for TIFF),
-except 16-bit colour PNG (RGB, RGBA, grey+alpha), which Pillow reduces to 8 bit: those are
-decoded here (zlib + the five PNG row filters) and written here too.
+way. PNG is read and written with libpng (``imagecodecs``: 8 and 16 bit, grey, grey+alpha,
+RGB, RGBA; palette, low-bit and tRNS images expanded), which keeps 16-bit colour that Pillow
+reduces to 8 bit; TIFF with ``tifffile`` (16-bit and float colour; its Orientation tag
+applied) or Pillow for the layouts tifffile leaves raw (palette, CMYK, 1 bit); the other
+formats with Pillow (through ``imageio.v3``). EXIF orientation is applied for JPEG and PNG.
 
 Every user mistake raises :class:`engine.errors.UserError` with one line that names the file
 and says what to do. Images are sized from the header before any pixel is decoded, so a
@@ -19,18 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import tempfile
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import imageio.v3 as iio
+import imagecodecs
 import numpy as np
+import tifffile
 from PIL import Image as PILImage
 
-from ._numba import jit
 from .errors import UserError
 
 __all__ = [
@@ -132,134 +133,6 @@ def _one_line(exc):
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-# --------------------------------------------------------------------------- PNG, 16 bit
-
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
-_PNG_COLOUR = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> colour type
-
-
-class _PNGError(Exception):
-    pass
-
-
-@jit
-def _png_unfilter(buf, out, bpp):
-    # buf (H, 1 + stride) filtered scanlines (filter byte first) -> out (H, stride) bytes.
-    # Returns -1, or the first row whose filter type is invalid.
-    h, stride1 = buf.shape
-    stride = stride1 - 1
-    for y in range(h):
-        ft = buf[y, 0]
-        if ft > 4:
-            return y
-        for x in range(stride):
-            v = np.int64(buf[y, x + 1])
-            a = np.int64(out[y, x - bpp]) if x >= bpp else np.int64(0)
-            b = np.int64(out[y - 1, x]) if y > 0 else np.int64(0)
-            if ft == 1:
-                v += a
-            elif ft == 2:
-                v += b
-            elif ft == 3:
-                v += (a + b) // 2
-            elif ft == 4:
-                c = np.int64(out[y - 1, x - bpp]) if (x >= bpp and y > 0) else np.int64(0)
-                p = a + b - c
-                pa = abs(p - a)
-                pb = abs(p - b)
-                pc = abs(p - c)
-                if pa <= pb and pa <= pc:
-                    v += a
-                elif pb <= pc:
-                    v += b
-                else:
-                    v += c
-            out[y, x] = v & 255
-    return -1
-
-
-def _png_ihdr(path):
-    """(width, height, bit depth, colour type, interlace) from a PNG's header, or None."""
-    with open(path, "rb") as f:
-        head = f.read(33)
-    if len(head) < 33 or head[:8] != _PNG_SIG or head[12:16] != b"IHDR":
-        return None
-    w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
-    return w, h, depth, colour, interlace
-
-
-def _read_png(path):
-    """Decode a non-interlaced, non-palette 8- or 16-bit PNG -> uint8/uint16 (H, W, C)."""
-    data = Path(path).read_bytes()
-    if data[:8] != _PNG_SIG:
-        raise _PNGError("not a PNG file")
-    pos, ihdr, idat = 8, None, []
-    while True:
-        if pos + 12 > len(data):
-            raise _PNGError("the file is truncated (no IEND chunk)")
-        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
-        end = pos + 12 + length
-        if end > len(data):
-            raise _PNGError(f"the file is truncated (in chunk {ctype.decode('latin-1')})")
-        body = data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[end - 4 : end])
-        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
-            raise _PNGError(f"bad checksum in chunk {ctype.decode('latin-1')}")
-        if ctype == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body[:13])
-        elif ctype == b"IDAT":
-            idat.append(body)
-        elif ctype == b"IEND":
-            break
-        pos = end
-    if ihdr is None or not idat:
-        raise _PNGError("missing IHDR or IDAT chunk")
-    w, h, depth, colour, _, _, interlace = ihdr
-    if colour not in _PNG_CHANNELS or depth not in (8, 16) or interlace != 0:
-        raise _PNGError("unsupported PNG layout")
-    channels = _PNG_CHANNELS[colour]
-    bpp = channels * depth // 8
-    stride = w * bpp
-    raw = zlib.decompress(b"".join(idat))
-    if len(raw) < h * (stride + 1):
-        raise _PNGError("the image data is truncated")
-    buf = np.frombuffer(raw, np.uint8, count=h * (stride + 1)).reshape(h, stride + 1)
-    out = np.empty((h, stride), np.uint8)
-    bad = _png_unfilter(buf, out, bpp)
-    if bad >= 0:
-        raise _PNGError(f"invalid filter type on row {bad}")
-    if depth == 16:
-        return out.view(">u2").reshape(h, w, channels).astype(np.uint16)
-    return out.reshape(h, w, channels)
-
-
-def _write_png16(path, data):
-    """Write uint16 (H, W) or (H, W, C), C in 1..4, as a 16-bit PNG ("Up" row filter)."""
-    if data.ndim == 2:
-        data = data[:, :, None]
-    h, w, c = data.shape
-    raw = np.ascontiguousarray(data, dtype=">u2").view(np.uint8).reshape(h, w * c * 2)
-    filtered = np.empty((h, w * c * 2 + 1), np.uint8)
-    filtered[:, 0] = 2  # Up: difference to the row above (the row above the first is 0)
-    filtered[0, 1:] = raw[0]
-    np.subtract(raw[1:], raw[:-1], out=filtered[1:, 1:])  # wraps modulo 256
-    packed = zlib.compress(filtered.tobytes(), 6)
-
-    def chunk(ctype, body):
-        return struct.pack(">I", len(body)) + ctype + body + struct.pack(
-            ">I", zlib.crc32(ctype + body) & 0xFFFFFFFF
-        )
-
-    with open(path, "wb") as f:
-        f.write(_PNG_SIG)
-        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _PNG_COLOUR[c], 0, 0, 0)))
-        step = 1 << 23
-        for i in range(0, len(packed), step):
-            f.write(chunk(b"IDAT", packed[i : i + step]))
-        f.write(chunk(b"IEND", b""))
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -271,7 +144,6 @@ class _Header:
     format: str | None
     orientation: int = 1
     transparency: bool = False
-    png: tuple | None = None  # (w, h, depth, colour, interlace)
 
 
 def _check_readable(p):
@@ -315,35 +187,49 @@ def _read_header(p):
     except Exception as e:
         if p.suffix.lower() in (".tif", ".tiff"):  # TIFF layouts Pillow does not know
             try:
-                props = iio.improps(p, plugin="tifffile", index=0)
-                shape = props.shape
-                if len(shape) == 3 and shape[-1] not in (1, 2, 3, 4) and shape[0] in (1, 2, 3, 4):
-                    shape = shape[1:]
-                return _Header(int(shape[1]), int(shape[0]), None, "TIFF")
+                w, h, orient = _tiff_info(p)
+                return _Header(w, h, None, "TIFF", orientation=orient)
             except Exception:
                 pass
         raise UserError(
             f"{p}: cannot read it as an image ({_one_line(e)}); the file is damaged, "
             "truncated or not a PNG, JPEG, BMP, TIFF or GIF image"
         ) from None
-    if hdr.format == "PNG":
-        hdr.png = _png_ihdr(p)
+    if hdr.format == "TIFF" and hdr.mode in _TIFFFILE_MODES:
+        # decoded by tifffile: the stored size and the Orientation tag to apply, as it reads
+        # them (Pillow, which decodes the other layouts, applies the tag itself)
+        with contextlib.suppress(Exception):  # tifffile cannot parse it: Pillow decodes it
+            hdr.width, hdr.height, hdr.orientation = _tiff_info(p)
     return hdr
+
+
+_TIFFFILE_MODES = (None, "RGB", "RGBA", "LA")  # TIFFs read with tifffile (Pillow's mode; None: unknown to Pillow)
+
+
+def _tiff_info(p):
+    """(width, height, orientation) of a TIFF's first page, from tifffile (tags only)."""
+    with tifffile.TiffFile(p) as tf:
+        page = tf.pages[0]
+        shape = page.shape
+        if len(shape) == 3 and shape[-1] not in (1, 2, 3, 4) and shape[0] in (1, 2, 3, 4):
+            shape = shape[1:]  # planar
+        tag = page.tags.get(274)  # Orientation
+        orient = int(tag.value) if tag is not None else 1
+    return int(shape[1]), int(shape[0]), orient if orient in _ORIENT else 1
 
 
 def _decode(p, hdr):
     """Pixels as an integer/float array (H, W) or (H, W, C), before orientation."""
-    png = hdr.png
-    if png is not None and png[2] == 16 and png[3] in (2, 4, 6) and png[4] == 0:
+    if hdr.format == "PNG":  # libpng: every bit depth and colour type, palette expanded
         try:
-            return _read_png(p)
-        except (_PNGError, zlib.error) as e:
+            return imagecodecs.png_decode(p.read_bytes())
+        except imagecodecs.PngError as e:
             raise UserError(
-                f"{p}: cannot decode the image ({e}); the file is damaged or truncated"
+                f"{p}: cannot decode the image ({_one_line(e)}); the file is damaged or truncated"
             ) from None
-    if hdr.format == "TIFF" and hdr.mode in (None, "RGB", "RGBA", "LA"):
+    if hdr.format == "TIFF" and hdr.mode in _TIFFFILE_MODES:
         try:  # tifffile keeps 16-bit colour and float colour that Pillow cannot
-            arr = iio.imread(p, plugin="tifffile", index=0)
+            arr = tifffile.imread(p, key=0)
             if arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4) and arr.shape[0] in (1, 2, 3, 4):
                 arr = np.moveaxis(arr, 0, -1)  # planar -> channels last
             return arr
@@ -352,6 +238,8 @@ def _decode(p, hdr):
                 raise UserError(
                     f"{p}: cannot decode the TIFF ({_one_line(e)}); save it as PNG or plain TIFF"
                 ) from None
+            with PILImage.open(p) as im:  # Pillow then: its size, turned by the tag
+                hdr.width, hdr.height, hdr.orientation = im.size[0], im.size[1], 1
     if hdr.mode == "P":
         target = "RGBA" if hdr.transparency else "RGB"
     elif hdr.mode in _PIL_TARGET:
@@ -446,6 +334,7 @@ def load_image(path, max_pixels=100_000_000, min_side=1) -> Image:
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    w, h = hdr.width, hdr.height  # a TIFF that tifffile could not decode: Pillow's size
     if arr.ndim != 3 or arr.shape[:2] != (h, w) or not 1 <= arr.shape[2] <= 4:
         raise UserError(
             f"{p}: unexpected pixel layout {arr.shape} for a {w}x{h} image; "
@@ -677,11 +566,8 @@ def save_image(path, rgb, alpha=None, mode="RGB", bit_depth=8, force=False, prot
 
 def _write_pixels(tmp, data, fmt, depth):
     """Write uint8/uint16 samples (H, W) or (H, W, C) to ``tmp`` in ``fmt``."""
-    if fmt.name == "PNG":
-        if depth == 16:
-            _write_png16(tmp, data)
-        else:
-            iio.imwrite(tmp, data, extension=".png", plugin="pillow")
+    if fmt.name == "PNG":  # libpng, 8 or 16 bit, 1 to 4 channels
+        Path(tmp).write_bytes(imagecodecs.png_encode(np.ascontiguousarray(data), level=6))
     elif fmt.name == "TIFF":
         if depth == 16:
             c = 1 if data.ndim == 2 else data.shape[2]
@@ -690,7 +576,7 @@ def _write_pixels(tmp, data, fmt, depth):
                 kw["planarconfig"] = "contig"
             if c in (2, 4):
                 kw["extrasamples"] = ["unassalpha"]
-            iio.imwrite(tmp, data, extension=".tif", plugin="tifffile", **kw)
+            tifffile.imwrite(tmp, data, **kw)
         else:
             iio.imwrite(tmp, data, extension=".tif", plugin="pillow", compression="tiff_deflate")
     elif fmt.name == "JPEG":
