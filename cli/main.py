@@ -403,7 +403,8 @@ def upscale(
     With a folder, every image in it is upscaled into the OUTPUT folder, on --workers local
     processes or on a Dask cluster (--scheduler); a bad file is reported and skipped,
     finished outputs are kept on a rerun (unless --force), and the exit status is 1 if any
-    image failed."""
+    image failed. --max-memory then holds for each image in its process: on a Dask cluster,
+    at most the worker's own memory limit (default: that limit, or 3/4 of its machine)."""
     from zssr.engine.data import load_kernel
     from zssr.engine.errors import UserError
     from zssr.engine.memory import parse_max_memory
@@ -416,7 +417,8 @@ def upscale(
     if input.is_dir():
         if save_model or compare:
             raise UserError("--save-model and --compare take a single image, not a folder")
-        return _upscale_folder(input, output, cfg, k, steps, ensemble, back_projection, tile, force, workers, scheduler)
+        return _upscale_folder(input, output, cfg, k, steps, ensemble, back_projection, tile, force, workers, scheduler,
+                               max_memory=None if max_memory is None else parse_max_memory(max_memory))
     if workers is not None or scheduler:
         raise UserError("--workers and --scheduler take a folder of images, not a single image")
     if not input.exists():
@@ -438,7 +440,7 @@ def upscale(
 
 
 def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force, workers=None,
-                    scheduler=None):
+                    scheduler=None, max_memory=None):
     from zssr.engine.batch import upscale_folder
 
     with _Progress(None, "images") as bar:
@@ -447,7 +449,7 @@ def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projectio
 
         r = upscale_folder(folder, outdir, cfg, kernel=kernel, steps=steps, ensemble=ensemble,
                            back_projection=back_projection, tile=tile, force=force, workers=workers,
-                           scheduler=scheduler, progress=progress)
+                           scheduler=scheduler, progress=progress, max_memory=max_memory)
     if r["workers"]:
         threads = sorted(set(r["threads"].values()))
         where = f"the cluster at {scheduler}" if scheduler else "a local cluster"
@@ -477,6 +479,7 @@ def eval_(
     gradual: Gradual = None,
     anisotropic: Anisotropic = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    max_memory: MaxMemory = None,
     force: Force = False,
 ):
     """The literature's protocol: modcrop, MATLAB-bicubic LR in uint8, upscale, PSNR/SSIM
@@ -492,9 +495,14 @@ def eval_(
     if json_out:
         _check_out(json_out, force)
 
+    from zssr.engine.memory import check_job, parse_max_memory
+
+    budget = parse_max_memory(max_memory)
+
     def sr_fn(lr_img, s):
         with _Progress(planned_iterations(cfg, steps), "training") as bar:
-            sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, callback=_bar_callback(bar))
+            sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, callback=_bar_callback(bar),
+                                                max_memory=budget)
         for t in trainers:
             for e in t.events:
                 typer.echo(f"zssr: {e}", err=True)
@@ -504,7 +512,9 @@ def eval_(
         typer.echo(f"{r['name']}: bicubic {r['bicubic_psnr']:.2f} dB, zssr {r['psnr']:.2f} dB / {r['ssim']:.4f} "
                    f"in {r['seconds']:.1f} s", err=True)
 
-    result = evaluate_folder(folder, scale, sr_fn, on_row=on_row)
+    # every image's first step checked before any training (the job checks each step again)
+    result = evaluate_folder(folder, scale, sr_fn, on_row=on_row,
+                             check=lambda name, hw: check_job(cfg, hw, steps, budget, name))
     typer.echo(format_table(result))
     if json_out:
         from zssr.engine.io import atomic_write
@@ -520,6 +530,7 @@ def benchmark(
     threads: Annotated[Optional[int], typer.Option(help="Threads (default: all cores).")] = None,
     scaling: Annotated[bool, typer.Option("--scaling/--no-scaling", help="Also time a training step on 1 thread against all.")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the rows as JSON.")] = None,
+    max_memory: MaxMemory = None,
     force: Force = False,
 ):
     """Time the kernels, a training step and inference; compare with PyTorch and sgemm.
@@ -536,6 +547,12 @@ def benchmark(
         from zssr.engine.errors import UserError
 
         raise UserError(f"--threads must be >= 1, got {threads}")
+    import importlib.util
+
+    from zssr.engine.memory import check_benchmark, parse_max_memory
+
+    with_peer = peer == "torch" or (peer == "auto" and importlib.util.find_spec("torch") is not None)
+    check_benchmark(quick, with_peer, parse_max_memory(max_memory))
     with _Progress(None, "benchmark") as bar:
         rows = B.run(quick=quick, peer=peer, threads=threads,
                      progress=lambda label, done, total: bar.update(completed=done, total=total, info=label))

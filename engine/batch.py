@@ -73,6 +73,22 @@ def kept_environ():
                 os.environ[k] = v
 
 
+def worker_max_memory(max_memory=None):
+    """Bytes one image may use in this process: ``max_memory`` (None: the default, 3/4 of
+    the machine), and on a Dask worker at most that worker's memory limit (its nanny
+    would kill it beyond)."""
+    from .memory import default_max_memory
+
+    want = default_max_memory() if max_memory is None else max_memory
+    try:
+        from distributed import get_worker
+
+        limit = get_worker().memory_manager.memory_limit
+    except (ImportError, ValueError, AttributeError):  # not on a worker
+        limit = None
+    return min(want, limit) if limit else want
+
+
 def plan(folder, outdir, force=False):
     """Check the folders and create `outdir`; returns (todo [(src, dst)], skipped [names])."""
     folder, outdir = Path(folder), Path(outdir)
@@ -129,6 +145,7 @@ def upscale_task(name, data, cfg, opts, host_processes, src_label, dst_label):
             src.parent.mkdir()
             dst.parent.mkdir()
             src.write_bytes(data)
+            opts = dict(opts, max_memory=worker_max_memory(opts.get("max_memory")))
             r = upscale_file(src, dst, cfg, force=True, **opts)
             out.update(ok=True, data=dst.read_bytes(), iterations=r["iterations"], shape=r["shape"])
         except Exception as e:  # noqa: BLE001 - reported, never raised: the other images go on
@@ -171,6 +188,7 @@ def _connect(scheduler, workers):
 def _run_in_process(todo, cfg, opts, result, progress):
     from .job import upscale_file
 
+    opts = dict(opts, max_memory=worker_max_memory(opts.get("max_memory")))
     for i, (src, dst) in enumerate(todo):
         try:
             upscale_file(src, dst, cfg, force=True, **opts)
@@ -255,14 +273,16 @@ def _submit_and_collect(client, todo, cfg, opts, result, progress):
 
 
 def upscale_folder(folder, outdir, cfg, kernel=None, steps=1, ensemble=None, back_projection=None, tile=None,
-                   force=False, workers=None, scheduler=None, progress=None):
+                   force=False, workers=None, scheduler=None, progress=None, max_memory=None):
     """Upscale every image of `folder` into `outdir` (same file names), training on each one
     with the TrainConfig `cfg`. Outputs that exist are kept unless `force`.
 
     workers: local worker processes (default: min(images to do, cores)); 1 runs in this
     process. scheduler: the address of an existing Dask scheduler (then `workers` must be
     None). progress(done, total, name) is called as images finish, in completion order, and
-    once with (0, total, None) before the first.
+    once with (0, total, None) before the first. max_memory: bytes per image (None: 3/4 of
+    the machine), on a Dask worker at most the worker's memory limit; an image whose job
+    would need more fails before any work, with the figures.
 
     Returns {"done": [names], "skipped": [names], "failed": [(name, one-line reason)],
     "workers": processes used (0: this process), "threads": {worker address: Numba threads}}.
@@ -285,7 +305,8 @@ def upscale_folder(folder, outdir, cfg, kernel=None, steps=1, ensemble=None, bac
         return result
     if progress:
         progress(0, len(todo), None)
-    opts = dict(kernel=kernel, steps=steps, ensemble=ensemble, back_projection=back_projection, tile=tile)
+    opts = dict(kernel=kernel, steps=steps, ensemble=ensemble, back_projection=back_projection, tile=tile,
+                max_memory=max_memory)
     if workers is None:
         workers = min(len(todo), cores())
     if scheduler or workers > 1:

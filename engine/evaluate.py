@@ -49,7 +49,7 @@ def make_lr(hr, scale):
     return hr, metrics.quantize(lr)
 
 
-def evaluate_folder(folder, scale, sr_fn, progress=None, on_row=None):
+def evaluate_folder(folder, scale, sr_fn, progress=None, on_row=None, check=None):
     """Score ``sr_fn`` and the bicubic baseline on every image of ``folder``.
 
     Parameters
@@ -59,6 +59,8 @@ def evaluate_folder(folder, scale, sr_fn, progress=None, on_row=None):
     sr_fn : callable(lr, scale) -> sr, float (H, W, 3) of the cropped HR's size
     progress : callable(name, i, n) or None, called before image i (0-based) of n
     on_row : callable(row) or None, called with each image's row as soon as it is scored
+    check : callable(name, lr_hw) or None, called for every image before the first
+        ``sr_fn`` (e.g. the memory guard: a job that cannot fit fails before any work)
 
     Returns
     -------
@@ -71,6 +73,9 @@ def evaluate_folder(folder, scale, sr_fn, progress=None, on_row=None):
     scale = int(scale)
     files = list_images(folder)
     from .io import load_image  # lazily: a sibling module
+    if check is not None:
+        for path in files:
+            check(path.name, make_lr(load_image(path).rgb, scale)[1].shape[:2])
     rows = []
     for i, path in enumerate(files):
         if progress is not None:

@@ -24,6 +24,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -373,10 +374,33 @@ def _reason(e):
     return e.strerror or _one_line(e) if isinstance(e, OSError) else _one_line(e)
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def _remove_stale_temporaries(p):
+    """Remove ``.NAME.tmp-PID-*`` files next to ``p`` left by a write that was killed (its
+    process PID is gone); temporaries of live writers, on this machine, are kept."""
+    for q in p.parent.glob(f".{glob_escape(p.name)}.tmp-*"):
+        pid = q.name[len(p.name) + 6:].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            q.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Context manager: yields a temporary path next to ``path``; on a clean exit the
-    file written there is flushed to disk and renamed to ``path``.
+    file written there is flushed to disk and renamed to ``path``. The temporary name is
+    hidden and carries the writer's process id (``.NAME.tmp-PID-XXXX``), so that a later
+    write of NAME removes what a killed writer left behind.
 
     On any exception the temporary file is removed and ``path`` is left as it was;
     an ``OSError`` (folder missing or read-only, disk full) becomes a ``UserError``.
@@ -385,8 +409,9 @@ def atomic_path(path):
     folder = p.parent
     if not folder.is_dir():
         raise UserError(f"cannot write {p}: folder {folder} does not exist; create it first")
+    _remove_stale_temporaries(p)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.tmp-", suffix=p.suffix)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.tmp-{os.getpid()}-", suffix=p.suffix)
         os.close(fd)
     except OSError as e:
         raise UserError(

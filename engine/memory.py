@@ -110,6 +110,56 @@ def training_bytes(cfg, img_hw, dtype_size=4):
     return BASELINE + per_shape + int(pool) + full
 
 
+def check_job(cfg, img_hw, steps, max_bytes, name=None):
+    """The training check of a train-and-upscale job's first step on an image of img_hw
+    (job.train_and_upscale checks every step again as it reaches it); ``name`` prefixes
+    the message."""
+    from dataclasses import replace
+
+    from .job import default_steps
+
+    steps = default_steps(cfg) if steps is None else steps
+    try:
+        check_training(replace(cfg, scale=float(cfg.scale) ** (1.0 / steps)), img_hw, max_bytes)
+    except UserError as e:
+        raise UserError(f"{name}: {e}" if name else str(e)) from None
+
+
+def benchmark_bytes(quick=False, peer=False):
+    """Peak bytes of `zssr benchmark`: its largest case (a convolution's four padded
+    buffers, a training step on a crop, inference on a whole image; numpy's sgemm runs in
+    a child process with its three matrices), twice when the PyTorch peer runs the same
+    case beside it."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from .benchmark import OP_PREDICT, OP_SGEMM, OP_TRAIN, plan
+    from .train import TrainConfig
+
+    net = SimpleNamespace(dtype=np.dtype(np.float32), width=64, depth=8)
+    c_w = padded_channels(64, net.dtype)
+    worst = 0
+    for op, size in plan(quick=quick):
+        if op == OP_TRAIN:
+            need = training_bytes(TrainConfig.make("fast", crop=size), (size, size)) - BASELINE
+        elif op == OP_PREDICT:
+            need = inference_bytes(net, (size, size), (size, size), size, ensemble=False) - BASELINE
+        elif op == OP_SGEMM:
+            need = BASELINE + 3 * size * size * 4  # a second process: its own interpreter and numpy
+        else:  # a 64 -> 64 convolution
+            need = 4 * (size + 2) * (size + 2) * c_w * 4
+        worst = max(worst, need * (2 if peer and op != OP_SGEMM else 1))
+    return BASELINE + worst
+
+
+def check_benchmark(quick, peer, max_bytes):
+    need = benchmark_bytes(quick, peer)
+    if need > max_bytes:
+        raise UserError(f"the benchmark needs about {need / GIB:.2f} GiB, more than --max-memory "
+                        f"{max_bytes / GIB:.2f} GiB; raise --max-memory{'' if quick else ', or use --quick'}")
+
+
 def choose_tile(net, in_hw, out_hw, tile, ensemble, max_bytes):
     """The largest tile (the given one, else untiled or the default) whose estimate fits in
     max_bytes, halving down to 32 pixels; a UserError with the figures when none fits."""

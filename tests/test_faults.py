@@ -61,7 +61,7 @@ os.write(1, b"X")  # not reached
 """
 
 
-def test_sigkill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path):
+def test_sigkill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, run_cli, small_rgb):
     path = tmp_path / "model.npz"
     old = tiny_net(1)
     checkpoint.save(path, old, {"which": "old"})
@@ -88,10 +88,16 @@ def test_sigkill_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path):
     assert meta["which"] == "old" and same_params(net, old)
     # the child really was mid-write: its half-written temporary file is left behind, under
     # a hidden temporary name, never the target's
-    leftovers = [p for p in tmp_path.iterdir() if p != path]
+    leftovers = [p for p in tmp_path.iterdir() if p not in (path, small_rgb)]
     assert leftovers, "no partial file: the child was not killed in the middle of the write"
     for p in leftovers:
-        assert p.name.startswith(".model.npz.tmp-"), p.name
+        assert p.name.startswith(f".model.npz.tmp-{proc.pid}-"), p.name
+    # the next run that writes model.npz removes the dead writer's temporary file
+    other = tmp_path / ".other.npz.tmp-1-x.npz"
+    other.write_bytes(b"another name's: not ours to remove")
+    code, _, stderr = run_cli("train", small_rgb, "-o", path, *FAST, "--force")
+    assert code == 0, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "model.npz", "small.png"]
 
 
 # --------------------------------------------------------------------------- disk full

@@ -134,3 +134,77 @@ def test_upscale_fast_and_zssr_presets_estimate_the_shrunk_image(run_cli, big_ph
     code, _, stderr = run_cli("train", big_photo, "-o", tmp_path / "z.npz", "--iters", "2", "--crop", "24",
                               "--max-side", "64", "--max-memory", budget)
     assert code == 0, stderr
+
+
+# --------------------------------------------------------------------------- every command has the guard
+
+
+def _folder(path, sizes):
+    path.mkdir()
+    rng = np.random.default_rng(5)
+    for name, (h, w) in sizes.items():
+        y, x = np.mgrid[0:h, 0:w]
+        img = np.dstack([x * 255 // w, y * 255 // h, (x + y) % 256]).astype(np.uint8)
+        img = np.clip(img + rng.integers(0, 4, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(path / name, compress_level=1)
+    return path
+
+
+TINY = ["-s", "2", "--iters", "3", "--crop", "16", "--no-ensemble", "--back-projection", "0"]
+
+
+def test_upscale_folder_in_process_takes_max_memory(run_cli, tmp_path):
+    src, out = _folder(tmp_path / "in", {"a.png": (24, 28), "b.png": (20, 30)}), tmp_path / "out"
+    code, stdout, stderr = run_cli("upscale", src, "-o", out, *TINY, "--workers", "1", "--max-memory", "0.05")
+    assert code == 1, stderr
+    assert "0 upscaled, 0 already done, 2 failed" in stdout and stdout.count("--max-memory 0.05 GiB") == 2, stdout
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def small_worker():
+    """A Dask cluster of one worker process whose memory limit is 1 GiB."""
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    from zssr.engine.batch import kept_environ
+
+    with kept_environ(), distributed.LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                                                  memory_limit="1GiB", dashboard_address=None,
+                                                  scheduler_kwargs={"dashboard_address": ":0"},
+                                                  silence_logs=logging.ERROR) as c:
+        yield c
+
+
+def test_upscale_folder_on_dask_is_held_to_the_workers_memory_limit(run_cli, small_worker, tmp_path):
+    side = 1400  # its job needs more than the worker's 1 GiB, less than --max-memory 8
+    assert GIB < training_bytes(TrainConfig.make("zssr"), (side, side)) < 8 * GIB
+    src = _folder(tmp_path / "in", {"big.png": (side, side), "small.png": (24, 28)})
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("upscale", src, "-o", out, *TINY, "--max-memory", "8",
+                                   "--scheduler", small_worker.scheduler_address)
+    assert code == 1, stderr
+    assert "1 upscaled, 0 already done, 1 failed" in stdout, stdout
+    line = next(s for s in stdout.splitlines() if s.startswith("big.png"))
+    assert f"{side}x{side} image needs about" in line and "--max-memory 1.00 GiB" in line, line
+    assert sorted(p.name for p in out.iterdir()) == ["small.png"]
+
+
+def test_eval_checks_every_image_before_any_work(run_cli, tmp_path):
+    data = _folder(tmp_path / "set", {"a.png": (24, 28), "b.png": (600, 600)})
+    z = TrainConfig.make("zssr")
+    small, big = training_bytes(z, (12, 14)), training_bytes(z, (300, 300))
+    budget = (small + big) / 2 / GIB  # a's job fits, b's does not
+    code, stdout, stderr = run_cli("eval", data, "--iters", "3", "--max-memory", f"{budget:.4f}")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("zssr: error: b.png: training on a 300x300 image needs about"), stderr
+    assert stdout == ""  # a was not trained either
+
+
+def test_benchmark_takes_max_memory(run_cli, tmp_path):
+    from zssr.engine.memory import benchmark_bytes
+
+    assert benchmark_bytes(quick=True) > 0.1 * GIB
+    code, stdout, stderr = run_cli("benchmark", "--quick", "--peer", "none", "--max-memory", "0.1")
+    assert code == 2 and stderr.count("\n") == 1 and "the benchmark needs about" in stderr, stderr
+    assert stdout == ""
