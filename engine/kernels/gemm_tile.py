@@ -124,8 +124,9 @@ def make_patch_transform(size, transform):
     applies a Winograd transform to one size x size patch of a channels-last image.
 
     The patch element (r, c, channel i) is ``src[base + r*rowstride + c*cstride + i]``;
-    `transform(builder, d)` maps the size x size grid of vectors d to the 16 vectors of
-    the 4x4 result, element xi of which goes to ``dst[doff + xi*ds + i]``. Channels
+    `transform(builder, d)` maps the size x size grid of vectors d to a list of vectors
+    (16 for F(2x2)'s 4x4 transforms, 36 or 16 for F(4x4)'s), element xi of which goes to
+    ``dst[doff + xi*ds + i]``. Channels
     i < nblk * L, one vector of L channels at a time. (The same loop in plain Numba is not
     vectorised: it has too many streams for LLVM to prove them independent.)"""
 
