@@ -66,6 +66,23 @@ def degrade(sharp, scale, kernel=None, noise=0.0, rng=None):
     return resize(son, shape=(h, w)).astype(np.float32, copy=False)
 
 
+WINDOW = 384
+"""Side of the centred window of a large image that the checks and the intermediate results
+of gradual super-resolution use instead of the whole image (job.py, train.py): smaller
+images are used whole, so their results do not depend on it."""
+
+
+def centre_window(img, side=None):
+    """The centred window of `img` at most side x side (default WINDOW; a view, `img` itself
+    when it fits)."""
+    side = WINDOW if side is None else side
+    h, w = img.shape[:2]
+    if h <= side and w <= side:
+        return img
+    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return img[y0:y0 + min(h, side), x0:x0 + min(w, side)]
+
+
 def shrink_to(img, max_side):
     """`img` resized (bicubic) so that its longer side is at most `max_side` pixels."""
     if not max_side or max(img.shape[:2]) <= max_side:
@@ -176,7 +193,10 @@ class CropSampler:
     `sources` (gradual super-resolution): earlier results of upscaling the image, as
     (image, factor) pairs, factor > 1 being its size relative to `img`. A copy at factor f
     is then made from the smallest source at least f times the image's size, and the pool
-    goes up to the largest factor given (max_scale).
+    goes up to the largest factor given (max_scale). A source may be the result for a
+    window of the image only (large images, see job.SOURCE_WINDOW): (image, factor,
+    weight), its copies then drawn `weight` times as often as their area says (weight =
+    the image's area over the window's, so that the pool is shared as if it were whole).
 
     `source_levels` (the anisotropic chain, whose results have other aspect ratios): the
     pool is instead the image's copies up to its own size plus, of every source, copies at
@@ -189,24 +209,27 @@ class CropSampler:
         self.transforms = transforms_for(scale)
         smallest = 2 * max(factor_pair(scale))
         h, w = img.shape[:2]
+        sources = [(s[0], s[1], float(s[2]) if len(s) > 2 else 1.0) for s in sources]
         if source_levels is None:
-            srcs = sorted([(1.0, img)] + [(float(f), s) for s, f in sources], key=lambda t: t[0])
+            srcs = sorted([(1.0, img, 1.0)] + [(float(f), s, wt) for s, f, wt in sources], key=lambda t: t[0])
             copies = []
             for f in pool_factors(min_scale, srcs[-1][0]):
-                src = next(s for b, s in srcs if b >= f - 1e-6)
-                copies.append((src, scaled_shape((h, w), f)))
+                b, src, wt = next(t for t in srcs if t[0] >= f - 1e-6)
+                base = (h, w) if wt == 1.0 else scaled_shape(src.shape, 1.0 / b)  # a window's own size
+                copies.append((src, scaled_shape(base, f), wt))
         else:
-            copies = [(img, scaled_shape((h, w), f)) for f in pool_factors(min_scale, 1.0)]
-            copies += [(s, scaled_shape(s.shape, t)) for s, _ in sources for t in source_levels]
-        self.fathers = []
-        for src, shape in copies:
+            copies = [(img, scaled_shape((h, w), f), 1.0) for f in pool_factors(min_scale, 1.0)]
+            copies += [(s, scaled_shape(s.shape, t), wt) for s, _, wt in sources for t in source_levels]
+        self.fathers, weights = [], []
+        for src, shape, wt in copies:
             if min(shape) < smallest:
                 continue
             cp = src if shape == src.shape[:2] else np.clip(resize(src, shape=shape), 0, 1).astype(np.float32)
             self.fathers.append(np.ascontiguousarray(cp, dtype=np.float32))
+            weights.append(wt)
         if not self.fathers:
             raise UserError(f"the image ({h}x{w}) is too small to train at scale {scale}")
-        areas = np.array([f.shape[0] * f.shape[1] for f in self.fathers], np.float64)
+        areas = np.array([f.shape[0] * f.shape[1] for f in self.fathers], np.float64) * np.array(weights)
         self.p = areas / areas.sum()
 
     def sample(self, rng):

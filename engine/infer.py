@@ -36,6 +36,7 @@ import numpy as np
 
 from .data import dihedral, dihedral_inverse
 from .errors import UserError
+from .phases import advance, phase
 
 __all__ = ["scale_schedule", "apply_network", "back_project", "super_resolve", "bicubic",
            "AUTO_TILE_PIXELS", "AUTO_TILE"]
@@ -229,6 +230,7 @@ def apply_network(net, img, ensemble=False, tile=None, transforms=None):
             for x0, x1, wx in cols:
                 net.predict(img[wy:wy + wh, wx:wx + ww], out=res)
                 out[y0:y1, x0:x1] = res[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
+                advance((y1 - y0) * (x1 - x0))
         return out
     # one result buffer per window orientation; the 8 centres of a tile, then their median
     ks = tuple(range(8)) if transforms is None else tuple(int(k) for k in transforms)
@@ -244,6 +246,7 @@ def apply_network(net, img, ensemble=False, tile=None, transforms=None):
                 xt = dihedral(win, k)
                 r = res[xt.shape[:2]]
                 net.predict(xt, out=r)
+                advance((y1 - y0) * (x1 - x0))
                 cen[i] = dihedral_inverse(r, k)[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
             np.median(cen, axis=0, out=out[y0:y1, x0:x1])
     return out
@@ -358,11 +361,14 @@ def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_p
             tiles[i] = choose_tile(net, prev, hw, tile, ensemble, max_memory)
             prev = hw
     for i, hw in enumerate(schedule):
-        up = _resize(cur, shape=hw)
-        out = apply_network(net, up, ensemble=ensemble, tile=tiles[i], transforms=transforms)
+        with phase("upscale: bicubic"):
+            up = _resize(cur, shape=hw)
+        with phase("upscale: network"):
+            out = apply_network(net, up, ensemble=ensemble, tile=tiles[i], transforms=transforms)
         del up
         if back_projection:
-            out = back_project(out, cur, back_projection, kernel, inplace=True)
+            with phase("upscale: back-projection"):
+                out = back_project(out, cur, back_projection, kernel, inplace=True)
         else:
             np.clip(out, 0.0, 1.0, out=out)
         cur = out

@@ -28,10 +28,13 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .data import SOURCE_LEVELS, CropSampler, Pyramid, degrade, factor_pair, shrink_to
+from .data import SOURCE_LEVELS, CropSampler, Pyramid, centre_window, degrade, factor_pair, shrink_to
 from .errors import UserError
 from .network import Network
 from .optim import make_optimizer
+from .phases import advance, phase
+
+TRAIN_COST = 3.0  # a training step costs about three forward passes (phases.advance's units)
 
 
 @dataclass
@@ -166,10 +169,13 @@ class Trainer:
                                        sources=sources, source_levels=SOURCE_LEVELS if cfg.anisotropic else None)
             self.total = cfg.iters
             self.pyramid = None
-        self.recon_in = degrade(self.img, self.factor, kernel) if cfg.eval_every else None
+        # the reconstruction check runs on the image, or on its centre window when it is large
+        # (a health check every eval_every iterations must not cost more than the training)
+        self.recon_img = np.ascontiguousarray(centre_window(self.img)) if cfg.eval_every else None
+        self.recon_in = degrade(self.recon_img, self.factor, kernel) if cfg.eval_every else None
         # the reconstruction error of doing nothing (the blurry twin itself): a network far
         # worse than that has diverged, even while its numbers are still finite
-        self.recon_base = float(np.mean((self.recon_in - self.img) ** 2)) if cfg.eval_every else None
+        self.recon_base = float(np.mean((self.recon_in - self.recon_img) ** 2)) if cfg.eval_every else None
         self.iteration = 0
         self.history = {"iter": [], "loss": []}
         self.evals = {"iter": [], "recon": [], "lr": [], "psnr": []}
@@ -191,8 +197,11 @@ class Trainer:
         return self.sampler.sample(self.rng)
 
     def step(self):
-        blurry, sharp = self.next_pair()
-        loss = self.net.loss_and_backward(blurry, sharp, self.cfg.loss)
+        with phase("train: pairs"):
+            blurry, sharp = self.next_pair()
+        with phase("train: steps"):
+            loss = self.net.loss_and_backward(blurry, sharp, self.cfg.loss)
+            advance(TRAIN_COST * blurry.shape[0] * blurry.shape[1])
         if not np.isfinite(loss):
             self._recover(f"loss became {loss} at iteration {self.iteration + 1}")
             return loss
@@ -201,7 +210,7 @@ class Trainer:
             return loss
         if self.cfg.schedule == "cosine":
             self.opt.lr = self.scheduled_lr()
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and handled below
+        with np.errstate(over="ignore", invalid="ignore"), phase("train: steps"):  # divergence is handled below
             self.opt.step()
         self.iteration += 1
         self.history["iter"].append(self.iteration)
@@ -212,7 +221,8 @@ class Trainer:
                 self.epoch_loss.append(float(np.mean(self._epoch_acc)))
                 self._epoch_acc = []
         if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0:
-            self.evaluate()
+            with phase("train: checks"):
+                self.evaluate()
         if self.cfg.schedule == "policy" and self.iteration % self.cfg.policy_check_every == 0:
             self._policy()
         return loss
@@ -226,12 +236,13 @@ class Trainer:
         return self.lr_scale * (cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + np.cos(np.pi * x)))
 
     def reconstruction_error(self):
-        """MSE of the network applied to the blurry twin of the whole image, against it."""
+        """MSE of the network applied to the blurry twin of the image (of its centre window
+        when it is larger than data.WINDOW), against it."""
         from .infer import apply_network
 
         out = apply_network(self.net, self.recon_in)
         with np.errstate(over="ignore", invalid="ignore"):
-            return float(np.mean((out - self.img) ** 2))
+            return float(np.mean((out - self.recon_img) ** 2))
 
     def psnr_against_gt(self):
         """PSNR (Y, border = scale) of a quick super-resolution (no ensemble, no

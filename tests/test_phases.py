@@ -1,0 +1,137 @@
+"""Where the time goes (engine.phases), the job's planned work (progress bars), and the
+centre window that large images use for checks and intermediate results."""
+import numpy as np
+import pytest
+
+from zssr.engine import data, phases
+from zssr.engine.data import CropSampler, centre_window
+from zssr.engine.job import planned_work, train_and_upscale, upscale_file
+from zssr.engine.train import TrainConfig, Trainer
+
+
+def image(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0.1, 0.9, w, dtype=np.float32)[None, :, None]
+    return np.clip(ramp + 0.15 * rng.standard_normal((h, w, 3)).astype(np.float32), 0, 1)
+
+
+class Clock:
+    """A fake perf_counter: time moves only when the test says so."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_phases_are_exclusive_and_add_up(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(phases.time, "perf_counter", clock)
+    with phases.recording() as rec:
+        with phases.phase("outer"):
+            clock.now += 2
+            with phases.phase("inner"):
+                clock.now += 3
+            clock.now += 1
+        clock.now += 0.5  # outside any phase: 'other'
+        assert rec.total() == 6.5
+    assert rec.seconds == {"outer": 3, "inner": 3}
+    assert rec.summary(6.5) == "outer 3.0 s, inner 3.0 s, other 0.5 s"
+
+
+def test_phase_outside_a_recording_records_nothing_and_advance_is_harmless():
+    with phases.phase("x"):
+        phases.advance(5)
+    with phases.recording() as rec:
+        pass
+    assert rec.seconds == {} and rec.work == 0
+
+
+def test_advance_reaches_the_listener_with_the_current_phase():
+    seen = []
+    with phases.recording(lambda done, name: seen.append((done, name))) as rec:
+        with phases.phase("a"):
+            phases.advance(2)
+        phases.advance(3)
+    assert seen == [(2, "a"), (5, "")] and rec.work == 5
+
+
+def test_centre_window_is_the_image_when_it_fits_else_a_centred_view():
+    small = image(30, 40)
+    assert centre_window(small, 40) is small
+    big = image(50, 70)
+    w = centre_window(big, 20)
+    assert w.shape == (20, 20, 3) and np.shares_memory(w, big)
+    assert np.array_equal(w, big[15:35, 25:45])
+    assert centre_window(big, 60).shape == (50, 60, 3)
+
+
+def test_reconstruction_check_uses_the_window_only_for_large_images(monkeypatch):
+    cfg = TrainConfig.make("zssr", iters=2, crop=16, eval_every=1)
+    small = Trainer(image(40, 44), cfg)
+    assert small.recon_in.shape == (40, 44, 3)
+    monkeypatch.setattr(data, "WINDOW", 24)
+    big = Trainer(image(40, 44), cfg)
+    assert big.recon_in.shape == (24, 24, 3) and big.recon_img.shape == (24, 24, 3)
+    assert np.isfinite(big.reconstruction_error())
+
+
+def test_weighted_sources_are_drawn_as_if_whole():
+    img = image(40, 40)
+    src = image(60, 60, seed=1)  # a x1.5 result
+    whole = CropSampler(img, 2.0, crop=16, sources=[(src, 1.5)])
+    same = CropSampler(img, 2.0, crop=16, sources=[(src, 1.5, 1.0)])
+    assert np.array_equal(whole.p, same.p)  # weight 1: exactly the old pool
+    # the same result made for a 20x20 window: its copies count 4 times their area
+    win = image(30, 30, seed=2)
+    part = CropSampler(img, 2.0, crop=16, sources=[(win, 1.5, 4.0)])
+    assert [f.shape[:2] for f in part.fathers][-1] == (30, 30)  # copies of the window's own size
+    a = CropSampler(img, (1.5, 2.0), crop=16, sources=[(win, (1.5, 1.5), 4.0)], source_levels=(1.0, 0.8))
+    n_img = len(a.fathers) - 2
+    areas = np.array([f.shape[0] * f.shape[1] for f in a.fathers], float)
+    areas[n_img:] *= 4
+    assert np.allclose(a.p, areas / areas.sum())
+
+
+def test_large_image_intermediate_results_come_from_the_centre_window(monkeypatch):
+    monkeypatch.setattr(data, "WINDOW", 24)
+    seen = []
+    import zssr.engine.infer as infer
+
+    real = infer.super_resolve
+
+    def spy(net, lr, *a, **k):
+        seen.append(lr.shape[:2])
+        return real(net, lr, *a, **k)
+
+    monkeypatch.setattr(infer, "super_resolve", spy)
+    cfg = TrainConfig.make("zssr", iters=12, crop=8, eval_every=0)
+    sr, trainers, _ = train_and_upscale(image(30, 36), cfg, ensemble=False, back_projection=1)
+    assert sr.shape == (60, 72, 3) and len(trainers) == 6
+    assert seen == [(24, 24)] * 5 + [(30, 36)]  # five intermediate results of the window, the last of all
+    last = trainers[-1].sampler
+    assert any(f.shape[:2] == (48, 36) for f in last.fathers)  # (2, 1.5) result of the window, whole size
+
+
+@pytest.mark.parametrize("preset", ["zssr", "fast", "seed"])
+def test_progress_reaches_the_planned_work(tmp_path, preset):
+    from zssr.engine.io import save_image
+
+    src = tmp_path / "in.png"
+    save_image(src, image(24, 28))
+    extra = dict(iters=12, crop=8) if preset != "seed" else dict(epochs=1, max_side=0)
+    cfg = TrainConfig.make(preset, **extra)
+    seen = []
+    r = upscale_file(src, tmp_path / "out.png", cfg, progress=lambda d, t, name: seen.append((d, t, name)))
+    done, total = seen[-1][0], seen[-1][1]
+    assert total == pytest.approx(planned_work(cfg, (24, 28)))
+    assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]))  # never backwards
+    if preset == "seed":
+        assert done == pytest.approx(total)
+    else:  # crops are exact here but for the fathers smaller than a crop: within a few per cent
+        assert 0.9 * total <= done <= total * 1.001
+    names = {n for _, _, n in seen}
+    assert {"train: steps", "upscale: network"} <= names
+    assert r["phases"]["train: steps"] > 0 and r["phases"]["upscale: network"] > 0
+    assert "train: steps" in r["phase_summary"]
