@@ -660,3 +660,62 @@ def format_scaling(s):
     """One line for the result of `scaling`."""
     return (f"{s['op']} {s['size']}: 1 thread {s['ms_1']:.1f} ms, {s['threads']} threads "
             f"{s['ms_n']:.1f} ms, speedup {s['speedup']:.2f}x (efficiency {s['efficiency']:.0%})")
+
+
+# ---------------------------------------------------------------------------------------
+# End to end: the main job as a user runs it
+# ---------------------------------------------------------------------------------------
+
+E2E_PHOTO = "chelsea"
+"""The fixed photo of the end-to-end benchmark: scikit-image's `chelsea` (CC0), cropped to
+(25, 0, 425, 300) and halved to 200 x 150, the same as samples/chelsea.png's recipe but made
+here with the engine's own bicubic, so that the benchmark needs no file."""
+
+
+def e2e_photo():
+    """The end-to-end benchmark's low-resolution photo, float32 (150, 200, 3)."""
+    from skimage import data as skdata
+
+    from .kernels.resize import resize
+
+    img = skdata.chelsea()[0:300, 25:425].astype(np.float32) / 255.0
+    return np.clip(resize(img, shape=(150, 200)), 0.0, 1.0).astype(np.float32)
+
+
+def e2e(preset="zssr", iters=None, scale=2.0, progress=None, workdir=None):
+    """Run `zssr upscale` (engine.job.upscale_file) on the fixed photo with a preset's
+    defaults (or `iters` iterations per step) and return its seconds in all and per phase.
+
+    Returns dict(photo, size, preset, iters, seconds, phases {name: seconds}, iterations,
+    ms_per_iteration (training steps and pairs over the iterations))."""
+    import tempfile
+    from pathlib import Path
+
+    from .io import save_image
+    from .job import upscale_file
+    from .train import TrainConfig
+
+    cfg = TrainConfig.make(preset, scale=scale, iters=iters)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        src = Path(tmp) / f"{E2E_PHOTO}.png"
+        save_image(src, e2e_photo())
+        r = upscale_file(src, Path(tmp) / "out.png", cfg, progress=progress)
+    ph = {k: round(v, 3) for k, v in sorted(r["phases"].items(), key=lambda kv: -kv[1])}
+    train = ph.get("train: steps", 0.0) + ph.get("train: pairs", 0.0)
+    return dict(photo=E2E_PHOTO, size="200x150", preset=preset, iters=cfg.iters, seconds=round(r["seconds"], 3),
+                phases=ph, iterations=r["iterations"],
+                ms_per_iteration=round(1e3 * train / max(r["iterations"], 1), 3))
+
+
+def format_e2e(r):
+    """The end-to-end result as a small table: phases, largest first, and the total."""
+    lines = [f"zssr upscale {r['photo']} ({r['size']}) x2, preset {r['preset']}, {r['iterations']} iterations: "
+             f"{r['seconds']:.1f} s ({r['ms_per_iteration']:.1f} ms per training iteration)"]
+    width = max([len(k) for k in r["phases"]] + [5])
+    for k, v in r["phases"].items():
+        if v < 0.05:
+            continue
+        lines.append(f"  {k:<{width}}  {v:8.1f} s  {100 * v / r['seconds']:5.1f}%")
+    rest = r["seconds"] - sum(r["phases"].values())
+    lines.append(f"  {'other':<{width}}  {rest:8.1f} s  {100 * rest / r['seconds']:5.1f}%")
+    return "\n".join(lines)

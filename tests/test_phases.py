@@ -135,3 +135,27 @@ def test_progress_reaches_the_planned_work(tmp_path, preset):
     assert {"train: steps", "upscale: network"} <= names
     assert r["phases"]["train: steps"] > 0 and r["phases"]["upscale: network"] > 0
     assert "train: steps" in r["phase_summary"]
+
+
+def test_upscale_prints_the_time_by_phase(run_cli, small_rgb, tmp_path):
+    code, stdout, stderr = run_cli("upscale", small_rgb, "-o", tmp_path / "sr.png", "--preset", "fast",
+                                   "--iters", "8", "--crop", "16")
+    assert code == 0, stderr
+    line = next(l for l in stdout.splitlines() if l.startswith("time by phase:"))
+    assert "train: steps" in line and "upscale: network" in line
+
+
+def test_benchmark_e2e_reports_phases(run_cli, tmp_path):
+    import json
+
+    from zssr.engine import benchmark as B
+
+    assert B.e2e_photo().shape == (150, 200, 3)
+    out = tmp_path / "e2e.json"
+    code, stdout, stderr = run_cli("benchmark", "--e2e", "--preset", "fast", "--iters", "4", "--json", out)
+    assert code == 0, stderr
+    assert "zssr upscale chelsea (200x150) x2, preset fast, 4 iterations" in stdout
+    assert "train: steps" in stdout and "upscale: network" in stdout
+    r = json.loads(out.read_text())["e2e"]
+    assert r["iterations"] == 4 and r["phases"]["train: steps"] > 0
+    assert sum(r["phases"].values()) <= r["seconds"] + 1e-6
