@@ -67,9 +67,14 @@ def degrade(sharp, scale, kernel=None, noise=0.0, rng=None):
 
 
 WINDOW = 384
-"""Side of the centred window of a large image that the checks and the intermediate results
-of gradual super-resolution use instead of the whole image (job.py, train.py): smaller
-images are used whole, so their results do not depend on it."""
+"""Side of the centred window of a large image whose intermediate results the later networks
+of gradual super-resolution learn from (job.py), and on which ZSSR's learning-rate policy
+measures the reconstruction error (train.py): smaller images are used whole."""
+
+CHECK_WINDOW = 128
+"""Side of the centred window on which the health checks of the other schedules measure the
+reconstruction error (divergence, a dead network): a check every `eval_every` iterations
+should cost little next to them."""
 
 
 def centre_window(img, side=None):

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from . import data
 from .data import SOURCE_LEVELS, CropSampler, Pyramid, centre_window, degrade, factor_pair, shrink_to
 from .errors import UserError
 from .network import Network
@@ -169,9 +170,11 @@ class Trainer:
                                        sources=sources, source_levels=SOURCE_LEVELS if cfg.anisotropic else None)
             self.total = cfg.iters
             self.pyramid = None
-        # the reconstruction check runs on the image, or on its centre window when it is large
-        # (a health check every eval_every iterations must not cost more than the training)
-        self.recon_img = np.ascontiguousarray(centre_window(self.img)) if cfg.eval_every else None
+        # the reconstruction error is measured on the image, or on its centre window when it is
+        # large: ZSSR's policy steers by it (data.WINDOW); the other schedules only check health
+        # by it (data.CHECK_WINDOW), every eval_every iterations, so that checking costs little
+        side = data.WINDOW if cfg.schedule == "policy" else data.CHECK_WINDOW
+        self.recon_img = np.ascontiguousarray(centre_window(self.img, side)) if cfg.eval_every else None
         self.recon_in = degrade(self.recon_img, self.factor, kernel) if cfg.eval_every else None
         # the reconstruction error of doing nothing (the blurry twin itself): a network far
         # worse than that has diverged, even while its numbers are still finite
@@ -237,7 +240,7 @@ class Trainer:
 
     def reconstruction_error(self):
         """MSE of the network applied to the blurry twin of the image (of its centre window
-        when it is larger than data.WINDOW), against it."""
+        when it is large, see __init__), against it."""
         from .infer import apply_network
 
         out = apply_network(self.net, self.recon_in)

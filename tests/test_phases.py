@@ -67,11 +67,12 @@ def test_centre_window_is_the_image_when_it_fits_else_a_centred_view():
     assert centre_window(big, 60).shape == (50, 60, 3)
 
 
-def test_reconstruction_check_uses_the_window_only_for_large_images(monkeypatch):
-    cfg = TrainConfig.make("zssr", iters=2, crop=16, eval_every=1)
+@pytest.mark.parametrize("schedule,name", [("cosine", "CHECK_WINDOW"), ("policy", "WINDOW")])
+def test_reconstruction_check_uses_the_window_only_for_large_images(monkeypatch, schedule, name):
+    cfg = TrainConfig.make("zssr", iters=2, crop=16, eval_every=1, schedule=schedule)
     small = Trainer(image(40, 44), cfg)
     assert small.recon_in.shape == (40, 44, 3)
-    monkeypatch.setattr(data, "WINDOW", 24)
+    monkeypatch.setattr(data, name, 24)
     big = Trainer(image(40, 44), cfg)
     assert big.recon_in.shape == (24, 24, 3) and big.recon_img.shape == (24, 24, 3)
     assert np.isfinite(big.reconstruction_error())
