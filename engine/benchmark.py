@@ -133,10 +133,11 @@ def _check_size(name, v):
     return int(v)
 
 
-def conv_case(kind, size, torch=None, seed=0, dtype=np.float32):
+def conv_case(kind, size, torch=None, seed=0, dtype=np.float32, algorithm="auto"):
     """A 64 -> 64 3x3 convolution on one size x size image: kind is "forward", "input grad"
-    or "weight grad". The engine's side runs the padded-buffer kernels (no allocation); the
-    peer's runs ``torch.nn.functional.conv2d`` / ``aten.convolution_backward`` in NCHW."""
+    or "weight grad". The engine's side runs the padded-buffer kernels (no allocation) with
+    `algorithm` (see conv3x3.forward_into); the peer's runs ``torch.nn.functional.conv2d``
+    / ``aten.convolution_backward`` in NCHW."""
     from .kernels import conv3x3 as K
 
     if kind not in ("forward", "input grad", "weight grad"):
@@ -160,7 +161,7 @@ def conv_case(kind, size, torch=None, seed=0, dtype=np.float32):
         K.pack_forward(w, None, w9, bp)
 
         def ours():
-            K.forward_into(xp, w9, bp, outp, K.POST_NONE)
+            K.forward_into(xp, w9, bp, outp, K.POST_NONE, algorithm=algorithm)
 
         def result():
             return outp[0, 1:-1, 1:-1, :c].copy()
@@ -170,7 +171,7 @@ def conv_case(kind, size, torch=None, seed=0, dtype=np.float32):
         zb = np.zeros(cp, dtype)
 
         def ours():
-            K.forward_into(dyp, wT9, zb, outp, K.POST_NONE)
+            K.forward_into(dyp, wT9, zb, outp, K.POST_NONE, algorithm=algorithm)
 
         def result():
             return outp[0, 1:-1, 1:-1, :c].copy()
@@ -180,7 +181,7 @@ def conv_case(kind, size, torch=None, seed=0, dtype=np.float32):
         db = np.zeros(c, dtype)
 
         def ours():
-            K.weight_grad_into(xp, dyp, parts, dw, db)
+            K.weight_grad_into(xp, dyp, parts, dw, db, algorithm=algorithm)
 
         def result():
             return dw.copy()
@@ -251,9 +252,9 @@ def _nchw(torch, a):
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)[None]))
 
 
-def train_case(size, torch=None, seed=0):
+def train_case(size, torch=None, seed=0, algorithm="auto"):
     """One training step (forward, MSE loss, backward, plain SGD update, lr 1e-4) of the
-    8 x 64 residual network without biases, on a size x size crop."""
+    8 x 64 residual network without biases, on a size x size crop (``net.algorithm``)."""
     from .network import train_step
     from .optim import SGD
 
@@ -262,6 +263,7 @@ def train_case(size, torch=None, seed=0):
     x = rng.random((size, size, 3), dtype=np.float32)
     t = np.clip(x + 0.05 * rng.standard_normal(x.shape).astype(np.float32), 0, 1)
     net = _network(seed)
+    net.algorithm = algorithm
     opt = SGD(net, lr=1e-4)
 
     def ours():
@@ -284,14 +286,15 @@ def train_case(size, torch=None, seed=0):
     return Case(OP_TRAIN, _label(size), train_macs_per_pixel() * size * size, size * size, ours, peer)
 
 
-def predict_case(size, torch=None, seed=0):
+def predict_case(size, torch=None, seed=0, algorithm="auto"):
     """Inference of the 8 x 64 network on one size x size image (the engine writes into a
-    preallocated output; PyTorch runs under ``torch.no_grad()``)."""
+    preallocated output; PyTorch runs under ``torch.no_grad()``; ``net.algorithm``)."""
     size = _check_size("predict", size)
     rng = np.random.default_rng(seed)
     x = rng.random((size, size, 3), dtype=np.float32)
     out = np.empty_like(x)
     net = _network(seed)
+    net.algorithm = algorithm
 
     def ours():
         return net.predict(x, out=out)
@@ -540,6 +543,42 @@ def run(quick=False, peer="auto", threads=None, progress=None, sizes=None, reps=
             done += 1
         rows.append(_row(OP_SGEMM, f"n={n}", sg_seconds, 2.0 * float(n) ** 3, None, sg))
         tell("done", total, total)
+    return rows
+
+
+ALGORITHM_SIZES = {"conv": (96, 128), "train": (96, 128), "predict": (512,)}
+
+
+def compare_algorithms(algorithms=("winograd", "winograd4"), sizes=None, reps=None, quick=False, threads=None,
+                       progress=None):
+    """The convolution algorithms side by side (Winograd F(2x2) against F(4x4) by default;
+    "direct" and "auto" may be named too): per op and size, one case per algorithm, the
+    cases alternated call by call. `sizes` overrides ALGORITHM_SIZES per key ("conv":
+    the 64 -> 64 layer's forward, input and weight gradients; "train"; "predict").
+    Returns one row per op, size and algorithm: {"op", "size", "algorithm", "ms" (median),
+    "ratio" (ms / the first algorithm's ms: below 1 is faster)}."""
+    sz = dict(ALGORITHM_SIZES)
+    sz.update(sizes or {})
+    todo = [(op, s) for key, ops in (("conv", OPS_CONV), ("train", (OP_TRAIN,)), ("predict", (OP_PREDICT,)))
+            for s in ([sz[key]] if isinstance(sz[key], (int, np.integer)) else sz[key]) for op in ops]
+    tell = progress if progress is not None else (lambda label, done, total: None)
+    rows = []
+    with _Threads(threads):
+        for done, (op, size) in enumerate(todo):
+            size = _check_size(op, size)
+            tell(f"{op} {_label(size)}", done, len(todo))
+            if op in OPS_CONV:
+                cases = [conv_case(op[len("conv3x3 "):], size, algorithm=a) for a in algorithms]
+            elif op == OP_TRAIN:
+                cases = [train_case(size, algorithm=a) for a in algorithms]
+            else:
+                cases = [predict_case(size, algorithm=a) for a in algorithms]
+            times = time_alternated([c.ours for c in cases], reps=reps, quick=quick)
+            ms = [statistics.median(t) * 1e3 for t in times]
+            rows += [{"op": op, "size": _label(size), "algorithm": a, "ms": float(m), "ratio": float(m / ms[0])}
+                     for a, m in zip(algorithms, ms)]
+            del cases
+        tell("done", len(todo), len(todo))
     return rows
 
 
