@@ -336,10 +336,9 @@ def infer(
     the network, and back-projection against the step's input. seed (the course report's
     loop, exactly): the network first sharpens IMAGE itself at its own size, then each
     step is a bicubic upscale and the network; so the network runs --steps + 1 times."""
-    from zssr.engine import checkpoint
-    from zssr.engine.infer import scale_schedule, seed_loop, super_resolve
-    from zssr.engine.job import infer_options, save_result
-    from zssr.engine.memory import parse_max_memory
+    import zssr
+    from zssr.engine.infer import scale_schedule
+    from zssr.engine.job import save_result
 
     _check_scale(scale, size)
     target = _parse_size(size) if size else None
@@ -348,14 +347,11 @@ def infer(
         _check_out(compare, force, protect=[image, model, output])
     inp = _load_rgb(image)
     scale_schedule(inp.rgb.shape[:2], scale=scale, size=target, steps=steps)  # checks the sizes first
-    net, meta, _ = checkpoint.load(model)
-    ens, bp = infer_options(meta.get("config", {}), ensemble, back_projection)
-    seed = meta.get("config", {}).get("recipe") == "pyramid"  # the seed preset's loop: sharpen first
-    with _Progress(steps + seed, "upscaling") as bar:
-        sr = (seed_loop if seed else super_resolve)(net, inp.rgb, scale=scale, size=target, steps=steps,
-                                                    ensemble=ens, back_projection=bp, tile=tile,
-                                                    progress=lambda i, n: bar.update(completed=i + 1),
-                                                    max_memory=parse_max_memory(max_memory))
+    m = zssr.load_model(model)
+    with _Progress(None, "upscaling") as bar:  # the preset's loop: Model.upscale
+        sr = m.upscale(inp.rgb, scale=scale, size=target, steps=steps, ensemble=ensemble,
+                       back_projection=back_projection, tile=tile, max_memory=max_memory,
+                       progress=lambda i, n: bar.update(completed=i + 1, total=n))
     save_result(output, sr, inp, force, [image, model])
     if compare:
         from zssr.engine.plots import comparison
