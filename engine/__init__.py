@@ -1,6 +1,7 @@
 """zssr's engine: zero-shot super-resolution on the CPU, with hand-written Numba kernels.
 
-    import numpy as np, engine
+    import numpy as np
+    from zssr import engine
     net = engine.Network(width=64, depth=8, residual=True, bias=False, seed=0)
     opt = engine.Adam(net, lr=1e-3)
     loss = engine.train_step(net, opt, blurry, sharp, loss="l1")
