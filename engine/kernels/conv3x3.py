@@ -169,9 +169,10 @@ ALGORITHMS = ("auto", "direct", "winograd", "winograd4")
 
 # What "auto" runs where Winograd applies (the wide layers), chosen by measurement: F(4x4)
 # for the forward pass and the input gradient (both `forward_into`) and for the weight
-# gradient; per 64 -> 64 layer 1.4-1.6x faster than F(2x2) at 96-128 pixels, one thread
-# (a training step 1.35-1.45x), with a float32 error ~6x larger (still < 1e-5 of the
-# largest value; see winograd4.py).
+# gradient. Per 64 -> 64 layer 1.4-1.7x less CPU time than F(2x2) at 32-128 pixels (one
+# thread, calls alternated); a training step 1.40x (128x128) to 1.54x (96x96), predict
+# 512x512 1.53x; with a float32 error ~6x larger (still < 1e-5 of the largest value; see
+# winograd4.py).
 AUTO_FORWARD = "winograd4"
 AUTO_WEIGHT_GRAD = "winograd4"
 

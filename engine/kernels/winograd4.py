@@ -49,7 +49,6 @@ from .._numba import jit, pjit
 from .gemm_tile import _block, _rows_of_tiles, lanes, make_patch_transform
 
 TXB = 24  # blocks per chunk (4 tiles of 6 rows)
-REACH = 3  # pixels by which a layer's output depends (by rounding) on inputs beyond its 3x3 window
 
 
 # ---------------------------------------------------------------------------------------
