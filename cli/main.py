@@ -68,7 +68,9 @@ Loss = Annotated[Optional[str], typer.Option(help="l1, mse, or sse (the seed's 1
 Bias = Annotated[Optional[bool], typer.Option("--bias/--no-bias", help="Biases in the convolutions (zssr: none).")]
 Crop = Annotated[Optional[int], typer.Option(help="Training crop size in pixels (zssr recipe).")]
 MaxSide = Annotated[Optional[int], typer.Option("--max-side", help="Shrink the input so its longer side is at most this (seed: 500).")]
-KernelOpt = Annotated[Optional[Path], typer.Option("--kernel", help="Known blur kernel (.npy, or .mat with variable Kernel) used to make training pairs.")]
+KernelOpt = Annotated[Optional[Path], typer.Option("--kernel", help="Known blur kernel (.npy, or .mat with variable Kernel) used to make training pairs (and back-projection), or 'estimate': estimate it from the image first.")]
+SaveKernel = Annotated[Optional[Path], typer.Option("--save-kernel", help="Also save the kernel used (e.g. the estimated one) as .npy.")]
+PlotKernel = Annotated[Optional[Path], typer.Option("--plot-kernel", help="Also draw the kernel used as a PNG.")]
 Noise = Annotated[Optional[float], typer.Option(help="Std of Gaussian noise added to the training sons (for real photos, e.g. 0.01).")]
 Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives bitwise the same weights.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
@@ -246,6 +248,8 @@ def train(
     crop: Crop = None,
     max_side: MaxSide = None,
     kernel: KernelOpt = None,
+    save_kernel: SaveKernel = None,
+    plot_kernel: PlotKernel = None,
     noise: Noise = None,
     gt: Annotated[Optional[Path], typer.Option("--gt", help="High-resolution ground truth: show PSNR while training.")] = None,
     seed: Seed = 0,
@@ -265,7 +269,6 @@ def train(
     Ctrl-C saves a checkpoint to OUTPUT and exits with status 130; --resume continues it
     exactly (the same weights as an uninterrupted run)."""
     from zssr.engine import checkpoint
-    from zssr.engine.data import load_kernel
     from zssr.engine.memory import check_training, parse_max_memory
     from zssr.engine.train import TrainConfig
 
@@ -279,7 +282,11 @@ def train(
     for extra in (plot, log):
         if extra is not None:
             _check_out(extra, force, protect=protect + [output])
-    k = load_kernel(kernel) if kernel else None
+    from .blind import check_kernel_outputs, kernel_option, resolve_for_training
+
+    check_kernel_outputs(save_kernel, plot_kernel, force, protect + [output])
+    k = resolve_for_training(kernel_option(kernel), inp.rgb, cfg.scale, cfg.seed, save_kernel, plot_kernel, force,
+                             protect + [output])
     g = _load_rgb(gt).rgb if gt else None
 
     def save(tr):
@@ -379,6 +386,8 @@ def upscale(
     crop: Crop = None,
     max_side: MaxSide = None,
     kernel: KernelOpt = None,
+    save_kernel: SaveKernel = None,
+    plot_kernel: PlotKernel = None,
     noise: Noise = None,
     seed: Seed = 0,
     steps: TrainSteps = None,
@@ -401,7 +410,6 @@ def upscale(
     finished outputs are kept on a rerun (unless --force), and the exit status is 1 if any
     image failed. --max-memory then holds for each image in its process: on a Dask cluster,
     at most the worker's own memory limit (default: that limit, or 3/4 of its machine)."""
-    from zssr.engine.data import load_kernel
     from zssr.engine.errors import UserError
     from zssr.engine.memory import parse_max_memory
     from zssr.engine.train import TrainConfig
@@ -409,10 +417,12 @@ def upscale(
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
                                                       crop, max_side, noise, seed, scale, schedule, gradual,
                                                       anisotropic))
-    k = load_kernel(kernel) if kernel else None
+    from .blind import check_kernel_outputs, kernel_option, resolve_for_training
+
+    k = kernel_option(kernel)
     if input.is_dir():
-        if save_model or compare:
-            raise UserError("--save-model and --compare take a single image, not a folder")
+        if save_model or compare or save_kernel or plot_kernel:
+            raise UserError("--save-model, --compare, --save-kernel and --plot-kernel take a single image, not a folder")
         return _upscale_folder(input, output, cfg, k, steps, ensemble, back_projection, tile, force, workers, scheduler,
                                max_memory=None if max_memory is None else parse_max_memory(max_memory))
     if workers is not None or scheduler:
@@ -423,7 +433,12 @@ def upscale(
     for extra in (save_model, compare):
         if extra:
             _check_out(extra, force, protect=[input, output])
-    from zssr.engine.job import planned_iterations, upscale_file
+    check_kernel_outputs(save_kernel, plot_kernel, force, [input, output])
+    from zssr.engine.job import default_steps, planned_iterations, upscale_file
+
+    if k is not None:
+        k = resolve_for_training(k, _load_rgb(input).rgb, cfg.scale ** (1.0 / (steps or default_steps(cfg))), cfg.seed,
+                                 save_kernel, plot_kernel, force, [input, output])
 
     with _Progress(planned_iterations(cfg, steps, k) if cfg.recipe == "crops" else None, "training") as bar:
         r = upscale_file(input, output, cfg, kernel=k, steps=steps, ensemble=ensemble, back_projection=back_projection,
@@ -474,12 +489,18 @@ def eval_(
     steps: TrainSteps = None,
     gradual: Gradual = None,
     anisotropic: Anisotropic = None,
+    degradation: Annotated[str, typer.Option("--degradation", help="bicubic (the literature's protocol) or random (the README's random-kernel protocol: blind super-resolution).")] = "bicubic",
+    kernel: Annotated[Optional[str], typer.Option("--kernel", help="What the super-resolution assumes, comma-separated: bicubic, true, estimate (random degradation: default all three); with bicubic degradation only 'estimate'.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
     """The literature's protocol: modcrop, MATLAB-bicubic LR in uint8, upscale, PSNR/SSIM
-    on luma with a border of `scale` pixels. Bicubic beside ours, per image and mean."""
+    on luma with a border of `scale` pixels. Bicubic beside ours, per image and mean.
+
+    --degradation random: each image blurred by a random kernel of the README's protocol
+    (image i, sorted by name, drawn with seed --seed + i), then super-resolved assuming
+    bicubic, the true kernel, and the estimated one; the estimate's error is reported too."""
     import json
 
     from zssr.engine.evaluate import evaluate_folder, format_table
@@ -490,6 +511,10 @@ def eval_(
                                                       schedule=schedule, gradual=gradual, anisotropic=anisotropic))
     if json_out:
         _check_out(json_out, force)
+    if degradation != "bicubic" or kernel is not None:
+        from .blind import blind_eval
+
+        return blind_eval(folder, scale, cfg, steps, seed, kernel, json_out, degradation)
 
     from zssr.engine.memory import check_job, parse_max_memory
 
@@ -564,6 +589,9 @@ def benchmark(
 
         payload = {"machine": m, "rows": rows, "scaling": sc}
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
+
+
+from . import blind as _blind  # noqa: E402,F401  (registers `zssr degrade`)
 
 
 def main():

@@ -108,7 +108,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     and sharpen until the wanted size", `infer.seed_loop`)."""
     from dataclasses import replace
 
-    from .data import factor_pair, shrink_to, transforms_for
+    from .data import factor_pair, shrink_to
     from .infer import scale_schedule, seed_loop, super_resolve
     from .memory import check_training
     from .train import Trainer
@@ -144,12 +144,39 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
             last = k == len(plan) - 1
             size = hw if last else scale_schedule(cur.shape[:2], scale=(fy, fx))[0]
             out = super_resolve(tr.net, cur, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
-                                max_memory=max_memory, transforms=transforms_for((fy, fx)))
+                                max_memory=max_memory, transforms=_ensemble_transforms((fy, fx), kernel))
             sources.append((out, f))
             tr.net.release()  # its training and inference buffers (the weights stay): six networks add up
             net = tr.net
         cur = out
     return cur, trainers, base
+
+
+def _ensemble_transforms(factor, kernel):
+    """The self-ensemble's transforms: those of the factor, and with a blur kernel only the
+    ones that leave the kernel as it is (a network undoes that kernel, not its rotations)."""
+    from .data import transforms_for
+    from .kernel_estimate import kernel_transforms
+
+    tf = transforms_for(factor)
+    return tf if kernel is None else tuple(t for t in tf if t in kernel_transforms(kernel))
+
+
+def resolve_kernel(img, kernel, cfg, steps=None):
+    """`kernel` as train_and_upscale takes it: an array or None as given, or for "estimate"
+    the kernel estimated from `img` at the step factor (None when it looks bicubic).
+    Returns (kernel, KernelEstimate or None)."""
+    if isinstance(kernel, np.ndarray):
+        from .degradation import check_kernel
+
+        return check_kernel(kernel, "the blur kernel", img.shape[:2]), None
+    if not (isinstance(kernel, str) and kernel == "estimate"):
+        return kernel, None
+    from .kernel_estimate import estimate_kernel
+
+    steps = default_steps(cfg) if steps is None else steps
+    est = estimate_kernel(img, float(cfg.scale) ** (1.0 / steps), seed=cfg.seed)
+    return est.kernel, est
 
 
 def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_projection=None, tile=None,
@@ -167,6 +194,7 @@ def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_pro
     t0 = time.perf_counter()
     check_writable(dst, force=force, protect=[src])
     inp = load_image(src)
+    kernel, est = resolve_kernel(inp.rgb, kernel, cfg, steps)  # --kernel estimate
     sr, trainers, base = train_and_upscale(inp.rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
                                            back_projection=back_projection, tile=tile, max_memory=max_memory,
                                            callback=callback)
@@ -181,4 +209,5 @@ def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_pro
     return {"src": str(src), "dst": str(dst), "iterations": sum(t.iteration for t in trainers),
             "train_seconds": sum(t.seconds for t in trainers), "seconds": time.perf_counter() - t0,
             "shape": [int(sr.shape[1]), int(sr.shape[0])], "events": [e for t in trainers for e in t.events],
-            "stop_reason": tr.stop_reason, "name": Path(src).name}
+            "stop_reason": tr.stop_reason, "name": Path(src).name,
+            "kernel_estimate": est.to_dict() if est is not None else None}

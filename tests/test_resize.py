@@ -268,32 +268,31 @@ def test_conformance_exact_with_matlab_uint8_rounding():
 
 
 def test_numeric_delta_kernel_is_subsampling():
+    # MATLAB's pixel centres: x3 keeps input pixel 3 i + 1 (the delta is on an odd grid)
     img = rand_img((17, 22, 3), seed=4, dtype=np.float32)
     k = np.zeros((5, 5))
     k[2, 2] = 1.0
-    out = resize(img, 0.5, kernel=k)
-    rows = np.round(np.linspace(0, 17 - 2, 9)).astype(int)
-    cols = np.round(np.linspace(0, 22 - 2, 11)).astype(int)
-    assert out.shape == (9, 11, 3) and out.dtype == np.float32
-    np.testing.assert_array_equal(out, img[rows[:, None], cols[None, :]])
+    out = resize(img, 1 / 3, kernel=k)
+    assert out.shape == (6, 8, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:5, :7], img[1::3, 1::3][:5, :7])
 
 
 def test_numeric_kernel_matches_naive_correlation():
+    # kernel centre ((kh-1)/2, (kw-1)/2) on input position (S i + (S-1)/2, S j + (S-1)/2),
+    # whole pixels here (even kernel rows at x2, odd columns at x3); mirrored borders
     img = rand_img((14, 11, 2), seed=6)
-    k = np.random.default_rng(7).random((5, 3))
+    k = np.random.default_rng(7).random((4, 3))
     k /= k.sum()
     out = resize(img, (0.5, 1 / 3), kernel=k)
     oh, ow = output_size(14, 0.5), output_size(11, 1 / 3)
-    rows = np.round(np.linspace(0, 14 - 2, oh)).astype(int)
-    cols = np.round(np.linspace(0, 11 - 3, ow)).astype(int)
     # scipy's 'reflect' is numpy's 'symmetric' (edge pixel repeated)
-    pad = np.pad(img, ((2, 2), (1, 1), (0, 0)), mode="symmetric")
+    pad = np.pad(img, ((4, 4), (4, 4), (0, 0)), mode="symmetric")
     ref = np.zeros((oh, ow, 2))
-    for a, y in enumerate(rows):
-        for b, x in enumerate(cols):
-            for i in range(5):
+    for a in range(oh):
+        for b in range(ow):
+            for i in range(4):
                 for j in range(3):
-                    ref[a, b] += k[i, j] * pad[y + i, x + j]
+                    ref[a, b] += k[i, j] * pad[2 * a + i - 1 + 4, 3 * b + 1 + j - 1 + 4]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-12
 

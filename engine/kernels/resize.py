@@ -22,10 +22,15 @@ Two modes:
   ``symmetric`` is off by up to 10 levels on the outermost row and column.
   The resize is separable and, as in MATLAB, the axis with the smaller scale factor is
   done first (rows on a tie).
-- ``kernel=<2-D array>``: a known blur kernel, ZSSR's "numeric kernel" downscale:
-  correlate every channel with the kernel (``scipy.ndimage.correlate``, mode
-  ``'reflect'``), then take rows ``round(linspace(0, H - 1/s, out_h))`` and likewise
-  columns. Downscaling only.
+- ``kernel=<2-D array>``: a known blur kernel (downscaling only), MATLAB's pixel-centre
+  convention (ZSSR's too): with step ``S = 1/s`` per axis, output pixel ``(i, j)`` is the
+  kernel-weighted sum of the input around position ``(S i + (S-1)/2, S j + (S-1)/2)``
+  (0-based), the kernel's centre ``((kh-1)/2, (kw-1)/2)`` placed there; input pixels past
+  the border are mirrored (scipy's ``'reflect'``: edge pixel repeated). Where that
+  position falls between pixels (an odd kernel at x2) the kernel is shifted by the fraction
+  with a cubic spline (``scipy.ndimage.shift``) and rescaled to its sum: at an integer
+  step this is "shift by (S-1)/2, correlate, keep every S-th pixel from 0". Fractions are
+  exact for steps such as 1.5; other steps round them to 1/8 px.
 
 The per-axis weights and source indices are computed in numpy (they are small, one row of
 ``P`` taps per output line) and cached; the two passes are Numba kernels parallel over
@@ -335,6 +340,39 @@ def _resize_cubic(img, out_h, out_w, sy, sx, border):
     return x[:, :, 0] if squeeze else x
 
 
+def _numeric_axis(n_out, step, ksize):
+    """One axis of the numeric-kernel downscale: for every output index, the input index
+    of the (padded, shifted) kernel's first tap and which fractional shift it uses.
+    Returns (start (n_out,) int64, which (n_out,) int64, fractions list, pad)."""
+    pos = step * np.arange(n_out, dtype=np.float64) + 0.5 * (step - 1.0) - 0.5 * (ksize - 1)
+    m = np.floor(pos + 1e-9)
+    f = np.round((pos - m) * 64.0) / 64.0
+    if len(np.unique(f)) > 8:
+        f = np.round((pos - m) * 8.0) / 8.0
+    m = m + (f >= 1.0)
+    f = np.where(f >= 1.0, 0.0, f)
+    fracs = sorted(set(f.tolist()))
+    which = np.searchsorted(np.array(fracs), f).astype(np.int64)
+    pad = 2 if any(v != 0.0 for v in fracs) else 0
+    return (m - pad).astype(np.int64), which, fracs, pad
+
+
+@pjit
+def _numeric_gather(xpad, out, ks, ky, kx, r0, c0):
+    # xpad (Hp, Wp, C), out (oh, ow, C), ks (ny, nx, Qy, Qx), ky/r0 (oh,), kx/c0 (ow,):
+    # out[i, j, c] = sum_{a, b} ks[ky[i], kx[j], a, b] * xpad[r0[i] + a, c0[j] + b, c]
+    oh, ow, nc = out.shape
+    qy, qx = ks.shape[2], ks.shape[3]
+    for i in prange(oh):
+        for j in range(ow):
+            for c in range(nc):
+                acc = 0.0
+                for a in range(qy):
+                    for b in range(qx):
+                        acc += ks[ky[i], kx[j], a, b] * xpad[r0[i] + a, c0[j] + b, c]
+                out[i, j, c] = acc
+
+
 def _resize_numeric(img, kernel, out_h, out_w, sy, sx):
     if kernel.ndim != 2 or kernel.size == 0:
         raise UserError(f"resize: a numeric kernel must be a non-empty 2-D array, got shape {kernel.shape}")
@@ -345,15 +383,31 @@ def _resize_numeric(img, kernel, out_h, out_w, sy, sx):
             "resize: a numeric blur kernel can only downscale (scale <= 1); use kernel='cubic' to upscale"
         )
     k = kernel.astype(np.float64)
-    rows = np.round(np.linspace(0.0, img.shape[0] - 1.0 / sy, out_h)).astype(np.int64)
-    cols = np.round(np.linspace(0.0, img.shape[1] - 1.0 / sx, out_w)).astype(np.int64)
-    rows = np.clip(rows, 0, img.shape[0] - 1)
-    cols = np.clip(cols, 0, img.shape[1] - 1)
-    if img.ndim == 2:
-        blurred = ndimage.correlate(img, k, mode="reflect")
-        return np.ascontiguousarray(blurred[rows[:, None], cols[None, :]])
-    out = np.empty((out_h, out_w, img.shape[2]), dtype=img.dtype)
-    for ch in range(img.shape[2]):
-        blurred = ndimage.correlate(img[:, :, ch], k, mode="reflect")
-        out[:, :, ch] = blurred[rows[:, None], cols[None, :]]
-    return out
+    r0, ky, fy, py = _numeric_axis(out_h, 1.0 / sy, k.shape[0])
+    c0, kx, fx, px = _numeric_axis(out_w, 1.0 / sx, k.shape[1])
+    kp = np.pad(k, ((py, py), (px, px)))
+    ks = np.empty((len(fy), len(fx)) + kp.shape, dtype=img.dtype)
+    for a, dy in enumerate(fy):
+        for b, dx in enumerate(fx):
+            sh = kp if dy == 0.0 and dx == 0.0 else ndimage.shift(kp, (dy, dx), order=3, mode="constant")
+            ks[a, b] = sh * (k.sum() / sh.sum()) if sh.sum() != 0 else sh
+    # mirror the image ('reflect' in scipy's words) far enough for every tap
+    h, w = img.shape[:2]
+    top, left = max(0, -int(r0.min())), max(0, -int(c0.min()))
+    bottom = max(0, int(r0.max()) + kp.shape[0] - h)
+    right = max(0, int(c0.max()) + kp.shape[1] - w)
+    x = img if img.ndim == 3 else img[:, :, None]
+    xpad = _mirror_pad(x, top, bottom, left, right)
+    out = np.empty((out_h, out_w, x.shape[2]), dtype=img.dtype)
+    _numeric_gather(np.ascontiguousarray(xpad), out, ks, ky, kx, r0 + top, c0 + left)
+    return out[:, :, 0] if img.ndim == 2 else out
+
+
+def _mirror_pad(x, top, bottom, left, right):
+    """numpy's 'symmetric' padding, repeated when the pad is wider than the image."""
+    while top or bottom or left or right:
+        h, w = x.shape[:2]
+        t, b, l, r = min(top, h), min(bottom, h), min(left, w), min(right, w)
+        x = np.pad(x, ((t, b), (l, r), (0, 0)), mode="symmetric")
+        top, bottom, left, right = top - t, bottom - b, left - l, right - r
+    return x

@@ -1,0 +1,267 @@
+"""Blind super-resolution: the degradation protocol, the numeric-kernel convention, kernel
+estimation, and the CLI (`zssr degrade`, `--kernel estimate`, `zssr eval --degradation
+random`) end to end on tiny images; bad kernels refused with one line."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import write_png
+from zssr.engine.degradation import (check_kernel, degrade_image, describe, gaussian_kernel, kernel_error,
+                                     parse_kernel_spec, protocol_kernel)
+from zssr.engine.errors import UserError
+from zssr.engine.kernel_estimate import bicubic_kernel, estimate_kernel, kernel_transforms
+from zssr.engine.kernels.resize import resize
+
+FAST = ["--iters", "4", "--crop", "24", "--preset", "fast"]
+EVAL = ["--iters", "4", "--preset", "fast"]
+
+
+def scene(n=160, seed=0):
+    """A synthetic scale-invariant 'photo': coloured 1/f noise in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    f = np.fft.fftfreq(n)
+    r = np.hypot(f[:, None], f[None, :])
+    r[0, 0] = 1.0
+    x = np.stack([np.fft.ifft2(np.fft.fft2(rng.standard_normal((n, n))) / r).real for _ in range(3)], -1)
+    return ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
+
+
+def u8(x):
+    return (np.round(np.clip(x, 0, 1) * 255) / 255).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@pytest.mark.parametrize("scale,size,smax", [(2, 13, 2.5), (4, 25, 5.0)])
+def test_protocol_kernels_size_sum_range_and_seed(scale, size, smax):
+    for seed in range(6):
+        k, p = protocol_kernel(scale, np.random.default_rng(seed))
+        assert k.shape == (size, size)
+        assert abs(k.sum() - 1.0) < 1e-12 and k.min() > 0
+        assert 0.6 <= p["sigma1"] <= smax and 0.6 <= p["sigma2"] <= smax and 0 <= p["theta"] < math.pi
+        k2, p2 = protocol_kernel(scale, np.random.default_rng(seed))
+        np.testing.assert_array_equal(k, k2)
+        assert p == p2
+    a, _ = protocol_kernel(scale, np.random.default_rng(1))
+    b, _ = protocol_kernel(scale, np.random.default_rng(2))
+    assert not np.allclose(a, b)
+
+
+def test_gaussian_kernel_axes():
+    d = describe(gaussian_kernel(2.0, 0.8, 0.5, 25))
+    assert abs(d["sigma1"] - 2.0) < 0.05 and abs(d["sigma2"] - 0.8) < 0.05 and abs(d["theta"] - 0.5) < 0.02
+    k, p = parse_kernel_spec("gaussian:2,0.8,0.5", 2)
+    assert k.shape == (13, 13) and p["sigma1"] == 2.0
+
+
+# --------------------------------------------------------------------------- the numeric-kernel convention
+
+
+def naive_numeric(img, k, step):
+    """LR pixel (i, j) = sum_ab k[a, b] hr[step i + (step-1)/2 + a - (kh-1)/2, ...], mirrored
+    borders; for kernels and steps where those positions are whole pixels."""
+    kh, kw = k.shape
+    oh, ow = img.shape[0] // step, img.shape[1] // step
+    pad = 20
+    x = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+    out = np.zeros((oh, ow, img.shape[2]))
+    for i in range(oh):
+        for j in range(ow):
+            for a in range(kh):
+                for b in range(kw):
+                    y = step * i + (step - 1) / 2 + a - (kh - 1) / 2
+                    xx = step * j + (step - 1) / 2 + b - (kw - 1) / 2
+                    assert y == int(y) and xx == int(xx)
+                    out[i, j] += k[a, b] * x[int(y) + pad, int(xx) + pad]
+    return out
+
+
+@pytest.mark.parametrize("step,shape", [(2, (4, 6)), (3, (5, 3))])
+def test_numeric_kernel_pixel_centres(step, shape):
+    rng = np.random.default_rng(3)
+    img = rng.random((18, 21, 2))
+    k = rng.random(shape)
+    k /= k.sum()
+    out = resize(img, 1.0 / step, shape=(18 // step, 21 // step), kernel=k)
+    assert np.abs(out - naive_numeric(img, k, step)).max() < 1e-12
+
+
+def test_numeric_odd_kernel_at_x2_is_shifted_half_a_pixel():
+    # a delta on an odd grid at x2 samples the image between pixels 2i and 2i+1 (cubic spline)
+    d = np.zeros((5, 5))
+    d[2, 2] = 1.0
+    y, x = np.mgrid[0:40, 0:40]
+    img = (np.sin(y / 5.0) * np.cos(x / 7.0))[:, :, None]
+    out = resize(img, 0.5, kernel=d)[:, :, 0]
+    c = 2 * np.arange(20) + 0.5
+    ref = np.sin(c / 5.0)[:, None] * np.cos(c / 7.0)[None, :]
+    assert np.abs(out - ref)[2:-2, 2:-2].max() < 2e-3
+
+
+def test_bicubic_as_a_numeric_kernel():
+    img = np.random.default_rng(5).random((32, 30, 3)).astype(np.float32)
+    a, b = resize(img, 0.5, kernel=bicubic_kernel(2)), resize(img, 0.5)
+    assert np.abs(a - b)[3:-3, 3:-3].max() < 1e-5
+
+
+def test_degrade_image_modcrops_and_is_reproducible():
+    hr = scene(41)
+    k, _ = protocol_kernel(2, np.random.default_rng(0))
+    lr = degrade_image(hr, 2, k)
+    assert lr.shape == (20, 20, 3) and lr.dtype == np.float32 and 0 <= lr.min() and lr.max() <= 1
+    np.testing.assert_array_equal(lr, degrade_image(hr, 2, k))
+    noisy = degrade_image(hr, 2, k, noise=0.05, rng=np.random.default_rng(1))
+    assert 0.02 < np.std(noisy - lr) < 0.06
+
+
+# --------------------------------------------------------------------------- estimation
+
+
+@pytest.mark.parametrize("theta", [0.3, 1.2, 2.5])
+def test_estimate_recovers_the_orientation_of_an_anisotropic_kernel(theta):
+    lr = u8(degrade_image(scene(192), 2, gaussian_kernel(2.2, 0.7, theta, 13)))
+    est = estimate_kernel(lr, 2, seed=0)
+    assert not est.bicubic
+    assert est.sigma1 > 1.8 * est.sigma2
+    dtheta = abs((est.theta - theta + math.pi / 2) % math.pi - math.pi / 2)
+    assert dtheta < 0.2, (est.theta, theta)
+    assert kernel_error(est.gaussian, gaussian_kernel(2.2, 0.7, theta, 13))["psnr"] > 16
+    again = estimate_kernel(lr, 2, seed=0)
+    np.testing.assert_array_equal(est.gaussian, again.gaussian)
+
+
+def test_estimate_says_bicubic_for_bicubic_input():
+    lr = u8(resize(scene(192), 0.5))
+    assert estimate_kernel(lr, 2).bicubic
+
+
+def test_estimate_refuses_a_tiny_image():
+    with pytest.raises(UserError, match="too small"):
+        estimate_kernel(np.zeros((20, 20, 3), np.float32), 2)
+
+
+def test_kernel_error_and_transforms():
+    k = gaussian_kernel(2.0, 0.7, 0.4, 13)
+    e = kernel_error(k, k)
+    assert e["l2"] < 1e-9 and e["psnr"] > 100
+    shifted = np.pad(k, ((0, 2), (2, 0)))  # off-centre copy: centring undoes it
+    assert kernel_error(shifted, k)["psnr"] > 40
+    assert kernel_transforms(gaussian_kernel(1.5, 1.5, 0.0, 13)) == tuple(range(8))
+    assert kernel_transforms(gaussian_kernel(2.0, 0.7, 0.0, 13)) == (0, 2, 4, 6)
+    assert kernel_transforms(k) == (0, 2)
+
+
+@pytest.mark.parametrize("bad,words", [
+    (np.ones(5) / 5, "2-D"),
+    (-np.ones((3, 3)), "positive sum"),
+    (np.full((3, 3), np.nan), "NaN"),
+])
+def test_check_kernel_refuses(bad, words):
+    with pytest.raises(UserError, match=words):
+        check_kernel(bad)
+    with pytest.raises(UserError, match="larger than the image"):
+        check_kernel(np.ones((9, 9)), image_shape=(8, 20))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def photo(tmp_path):
+    return write_png(tmp_path / "photo.png", (scene(96, seed=2) * 255).round().astype(np.uint8))
+
+
+def test_degrade_single_and_folder(run_cli, photo, tmp_path):
+    lr, k, plot = tmp_path / "lr.png", tmp_path / "k.npy", tmp_path / "k.png"
+    code, out, err = run_cli("degrade", photo, "-o", lr, "--seed", "3", "--save-kernel", k, "--plot-kernel", plot)
+    assert code == 0, err
+    from zssr.engine.io import load_image
+
+    img = load_image(lr).rgb
+    assert img.shape == (48, 48, 3)
+    kern = np.load(k)
+    assert kern.shape == (13, 13) and abs(kern.sum() - 1) < 1e-9
+    np.testing.assert_array_equal(kern, protocol_kernel(2, np.random.default_rng(3))[0])
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    # the same LR as the engine's protocol
+    ref = np.round(degrade_image(load_image(photo).rgb, 2, kern) * 255) / 255
+    assert np.abs(img - ref).max() < 1e-6
+    # exists: refused without --force
+    code, _, err = run_cli("degrade", photo, "-o", lr)
+    assert code == 2 and "--force" in err
+    # a folder: outputs and kernels beside, image i with seed + i
+    src = tmp_path / "hr"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        (src / name).write_bytes(photo.read_bytes())
+    code, out, err = run_cli("degrade", src, "-o", tmp_path / "lrs", "--seed", "7", "--kernel", "random")
+    assert code == 0, err
+    ka, kb = np.load(tmp_path / "lrs" / "a_kernel.npy"), np.load(tmp_path / "lrs" / "b_kernel.npy")
+    np.testing.assert_array_equal(ka, protocol_kernel(2, np.random.default_rng(7))[0])
+    np.testing.assert_array_equal(kb, protocol_kernel(2, np.random.default_rng(8))[0])
+    assert (tmp_path / "lrs" / "b.png").exists()
+    # a given Gaussian
+    code, out, err = run_cli("degrade", photo, "-o", tmp_path / "g.png", "--kernel", "gaussian:2,0.7,0.5")
+    assert code == 0 and "sigma 2.00, 0.70" in out
+
+
+def test_upscale_and_train_with_estimate(run_cli, photo, tmp_path):
+    lr = tmp_path / "lr.png"
+    assert run_cli("degrade", photo, "-o", lr, "--kernel", "gaussian:2.5,1.5,1.0")[0] == 0
+    k, plot = tmp_path / "est.npy", tmp_path / "est.png"
+    code, out, err = run_cli("upscale", lr, "-o", tmp_path / "sr.png", *FAST, "--kernel", "estimate",
+                             "--save-kernel", k, "--plot-kernel", plot)
+    assert code == 0, err
+    assert "estimated kernel: Gaussian" in err
+    assert np.load(k).shape == (13, 13) and plot.stat().st_size > 500
+    code, out, err = run_cli("train", lr, "-o", tmp_path / "m.npz", *FAST, "--kernel", "estimate")
+    assert code == 0, err
+    assert "trained 4 iterations" in out
+    # the known kernel, degrade then upscale with the same file
+    k2 = tmp_path / "k2.npy"
+    assert run_cli("degrade", photo, "-o", tmp_path / "lr2.png", "--save-kernel", k2)[0] == 0
+    code, out, err = run_cli("upscale", tmp_path / "lr2.png", "-o", tmp_path / "sr2.png", *FAST, "--kernel", k2)
+    assert code == 0, err
+
+
+def test_eval_random_degradation(run_cli, photo, tmp_path):
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    (folder / "p.png").write_bytes(photo.read_bytes())
+    js = tmp_path / "r.json"
+    code, out, err = run_cli("eval", folder, "--scale", "2", "--degradation", "random", "--seed", "4", *EVAL,
+                             "--json", js)
+    assert code == 0, err
+    assert "bicubic PSNR" in out and "kernel PSNR" in out
+    r = json.loads(js.read_text())
+    row = r["rows"][0]
+    for s in ("bicubic", "true", "estimate"):
+        assert 10 < row[f"{s}_psnr"] < 60 and row[f"{s}_seconds"] > 0
+    assert row["kernel_l2"] >= 0 and row["estimation_seconds"] < 5
+    code, out, err = run_cli("eval", folder, "--degradation", "random", "--kernel", "true", *EVAL)
+    assert code == 0, err
+    assert "true PSNR" in out and "estimate" not in out
+    code, _, err = run_cli("eval", folder, "--degradation", "random", "--kernel", "magic", *EVAL)
+    assert code == 2 and "magic" in err
+
+
+@pytest.mark.parametrize("kernel,words", [
+    (np.ones(5), "2-D"),
+    (-np.ones((3, 3)), "positive sum"),
+    (np.full((3, 3), np.nan), "2-D array of finite values"),
+    (np.ones((60, 60)), "larger than the image"),
+])
+def test_bad_kernels_refused_with_one_line(run_cli, photo, tmp_path, kernel, words):
+    kp = tmp_path / "bad.npy"
+    np.save(kp, kernel)
+    lr = tmp_path / "small.png"
+    write_png(lr, (scene(48, seed=1) * 255).astype(np.uint8))
+    for args in (("degrade", lr, "-o", tmp_path / "o.png", "--kernel", kp),
+                 ("upscale", lr, "-o", tmp_path / "o2.png", *FAST, "--kernel", kp)):
+        code, out, err = run_cli(*args)
+        assert code == 2, (args, err)
+        assert len(err.strip().splitlines()) == 1 and words in err, err
+        assert not (tmp_path / "o.png").exists() and not (tmp_path / "o2.png").exists()
