@@ -711,17 +711,19 @@ E2E_PHOTO = "chelsea"
 here with the engine's own bicubic, so that the benchmark needs no file."""
 
 
-def e2e_photo():
-    """The end-to-end benchmark's low-resolution photo, float32 (150, 200, 3)."""
+def e2e_photo(size=(150, 200)):
+    """The end-to-end benchmark's low-resolution photo, float32 (h, w, 3): (150, 200) is
+    samples/chelsea.png's recipe; other sizes resize the same 400 x 300 crop (bicubic), e.g.
+    (1944, 2592), the seed's camera size, for the large-photo case."""
     from skimage import data as skdata
 
     from .kernels.resize import resize
 
     img = skdata.chelsea()[0:300, 25:425].astype(np.float32) / 255.0
-    return np.clip(resize(img, shape=(150, 200)), 0.0, 1.0).astype(np.float32)
+    return np.clip(resize(img, shape=tuple(size)), 0.0, 1.0).astype(np.float32)
 
 
-def e2e(preset="zssr", iters=None, scale=2.0, progress=None, workdir=None):
+def e2e(preset="zssr", iters=None, scale=2.0, progress=None, workdir=None, size=(150, 200)):
     """Run `zssr upscale` (engine.job.upscale_file) on the fixed photo with a preset's
     defaults (or `iters` iterations per step) and return its seconds in all and per phase.
 
@@ -737,11 +739,11 @@ def e2e(preset="zssr", iters=None, scale=2.0, progress=None, workdir=None):
     cfg = TrainConfig.make(preset, scale=scale, iters=iters)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         src = Path(tmp) / f"{E2E_PHOTO}.png"
-        save_image(src, e2e_photo())
+        save_image(src, e2e_photo(size))
         r = upscale_file(src, Path(tmp) / "out.png", cfg, progress=progress)
     ph = {k: round(v, 3) for k, v in sorted(r["phases"].items(), key=lambda kv: -kv[1])}
     train = ph.get("train: steps", 0.0) + ph.get("train: pairs", 0.0)
-    return dict(photo=E2E_PHOTO, size="200x150", preset=preset, iters=cfg.iters, seconds=round(r["seconds"], 3),
+    return dict(photo=E2E_PHOTO, size=f"{size[1]}x{size[0]}", preset=preset, iters=cfg.iters, seconds=round(r["seconds"], 3),
                 phases=ph, iterations=r["iterations"],
                 ms_per_iteration=round(1e3 * train / max(r["iterations"], 1), 3))
 

@@ -331,6 +331,13 @@ class Trainer:
         self.lr_change_iter = self.iteration
         self.events.append(f"{why}: re-initialised with seed {seed}")
 
+    def release(self):
+        """Drop what only training needs: the pool of fathers (copies of the image and of
+        the earlier results, hundreds of MB for a large photo) and the network's buffers.
+        The weights, optimiser state and history stay (for meta() and checkpoints)."""
+        self.sampler = self.pyramid = None
+        self.net.release()
+
     # -- the loop ------------------------------------------------------------------------
     def done(self):
         cfg = self.cfg

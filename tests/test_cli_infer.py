@@ -182,7 +182,21 @@ def test_default_steps_go_x2_at_a_time_for_zssr(run_cli, small_rgb, tmp_path):
     assert code == 2 and "--steps" in stderr and not (tmp_path / "x.png").exists()
 
 
-def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_result():
+def record_pools(monkeypatch):
+    """{trainer: the shapes of its pool of fathers}, taken as the job releases each pool."""
+    from zssr.engine.train import Trainer
+
+    pools, real = {}, Trainer.release
+
+    def release(self):
+        pools[self] = [f.shape for f in self.sampler.fathers]
+        real(self)
+
+    monkeypatch.setattr(Trainer, "release", release)
+    return pools
+
+
+def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_result(monkeypatch):
     from zssr.engine.job import planned_iterations, stage_plan, train_and_upscale
     from zssr.engine.train import TrainConfig
 
@@ -190,13 +204,15 @@ def test_gradual_job_trains_two_networks_the_second_from_the_first_and_its_resul
     cfg = TrainConfig.make("fast", iters=7, crop=16, eval_every=0)
     assert stage_plan(cfg, 1) == [(1.5, 3), (2.0, 4)] and planned_iterations(cfg) == 7
     assert planned_iterations(TrainConfig.make("fast", iters=7, scale=4)) == 14
+    pools = record_pools(monkeypatch)
     sr, trainers, base = train_and_upscale(img, cfg, ensemble=False, back_projection=0)
     assert sr.shape == (60, 68, 3) and base is img
     first, second = trainers
     assert (first.cfg.scale, first.iteration, second.cfg.scale, second.iteration) == (1.5, 3, 2.0, 4)
     assert second.offset == 3
-    assert second.sampler.fathers[-1].shape == (45, 51, 3)  # the x1.5 result is learnt from
-    assert max(f.shape[0] for f in first.sampler.fathers) == 30
+    assert pools[second][-1] == (45, 51, 3)  # the x1.5 result is learnt from
+    assert max(f[0] for f in pools[first]) == 30
+    assert first.sampler is None and second.sampler is None  # pools released as the job goes
     # a known kernel belongs to one factor: one network, in one jump
     k = np.ones((4, 4)) / 16
     assert stage_plan(cfg, 1, kernel=k) == [(2.0, 7)]
@@ -224,6 +240,7 @@ def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlie
     monkeypatch.setattr(zssr.engine.infer, "apply_network",
                         lambda net, x, ensemble=False, tile=None, transforms=None:
                         used.append((x.shape[:2], transforms)) or real(net, x, ensemble, tile, transforms))
+    pools = record_pools(monkeypatch)
     sr, trainers, _ = train_and_upscale(img, cfg, back_projection=1)
     assert sr.shape == (60, 68, 3) and len(trainers) == 6
     assert not any(t.net._cache for t in trainers)  # each network's buffers released once its result is made
@@ -231,8 +248,7 @@ def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlie
     axes, all8 = (0, 2, 4, 6), tuple(range(8))
     assert used == [((30, 51), axes), ((45, 34), axes), ((45, 51), all8), ((45, 68), axes), ((60, 51), axes),
                     ((60, 68), all8)]  # every result from the input; no transposes at anisotropic factors
-    last = trainers[-1].sampler
-    assert {f.shape[:2] for f in last.fathers} >= {(30, 51), (45, 34), (45, 51), (45, 68), (60, 51), (30, 34)}
+    assert {f[:2] for f in pools[trainers[-1]]} >= {(30, 51), (45, 34), (45, 51), (45, 68), (60, 51), (30, 34)}
     for a, b in zip(trainers, trainers[1:]):  # one progress count over the six
         assert b.offset == a.offset + a.iteration
     assert training_bytes(cfg, (300, 340)) > training_bytes(replace(cfg, anisotropic=False), (300, 340))

@@ -107,12 +107,20 @@ def test_large_image_intermediate_results_come_from_the_centre_window(monkeypatc
         return real(net, lr, *a, **k)
 
     monkeypatch.setattr(infer, "super_resolve", spy)
+    pools = []
+    real_release = Trainer.release
+
+    def keep(self):
+        pools.append([f.shape[:2] for f in self.sampler.fathers])
+        real_release(self)
+
+    monkeypatch.setattr(Trainer, "release", keep)
     cfg = TrainConfig.make("zssr", iters=12, crop=8, eval_every=0)
     sr, trainers, _ = train_and_upscale(image(30, 36), cfg, ensemble=False, back_projection=1)
     assert sr.shape == (60, 72, 3) and len(trainers) == 6
     assert seen == [(24, 24)] * 5 + [(30, 36)]  # five intermediate results of the window, the last of all
-    last = trainers[-1].sampler
-    assert any(f.shape[:2] == (48, 36) for f in last.fathers)  # (2, 1.5) result of the window, whole size
+    assert (48, 36) in pools[-1]  # the (2, 1.5) result of the window, at its whole size
+    assert all(t.sampler is None and not t.net._cache for t in trainers)  # pools released as the job goes
 
 
 @pytest.mark.parametrize("preset", ["zssr", "fast", "seed"])
@@ -151,7 +159,7 @@ def test_benchmark_e2e_reports_phases(run_cli, tmp_path):
 
     from zssr.engine import benchmark as B
 
-    assert B.e2e_photo().shape == (150, 200, 3)
+    assert B.e2e_photo().shape == (150, 200, 3) and B.e2e_photo((30, 44)).shape == (30, 44, 3)
     out = tmp_path / "e2e.json"
     code, stdout, stderr = run_cli("benchmark", "--e2e", "--preset", "fast", "--iters", "4", "--json", out)
     assert code == 0, stderr
