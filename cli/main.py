@@ -106,13 +106,15 @@ def _parse_size(size):
 class _Progress:
     """A rich progress bar on stderr (quiet when stderr is not a terminal)."""
 
-    def __init__(self, total, description):
+    def __init__(self, total, description, percent=False):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
 
         console = Console(stderr=True)
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn() if percent else MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=console, transient=False, disable=not console.is_terminal,
         )
@@ -126,8 +128,8 @@ class _Progress:
     def __exit__(self, *exc):
         self.progress.__exit__(*exc)
 
-    def update(self, completed=None, total=None, info=None, advance=None):
-        kw = {}
+    def update(self, completed=None, total=None, info=None, advance=None, description=None):
+        kw = {} if description is None else {"description": description}
         if completed is not None:
             kw["completed"] = completed
         if total is not None:
@@ -156,6 +158,25 @@ def _bar_callback(bar):
             bar.update(completed=done, total=max(total, 1), info=info)
         else:
             bar.update(completed=done, info=info)
+
+    return cb
+
+
+_PHASE_LABELS = {"train: steps": "training", "train: pairs": "training", "train: checks": "checking",
+                 "train: preparing": "preparing", "upscale: network": "upscaling", "upscale: bicubic": "upscaling",
+                 "upscale: back-projection": "upscaling"}
+
+
+def _info_callback(bar):
+    """A Trainer callback that shows which network is training, its loss and learning rate."""
+    seen = {}
+
+    def cb(t):
+        if t.iteration % 5 and not t.done():
+            return
+        k = seen.setdefault(id(t), len(seen) + 1)
+        loss = f" loss {t.history['loss'][-1]:.3g} lr {t.opt.lr:.1g}" if t.history["loss"] else ""
+        bar.update(info=f"net {k}{loss}")
 
     return cb
 
@@ -434,20 +455,26 @@ def upscale(
         if extra:
             _check_out(extra, force, protect=[input, output])
     check_kernel_outputs(save_kernel, plot_kernel, force, [input, output])
-    from zssr.engine.job import default_steps, planned_iterations, upscale_file
+    from zssr.engine.job import default_steps, upscale_file
 
     if k is not None:
         k = resolve_for_training(k, _load_rgb(input).rgb, cfg.scale ** (1.0 / (steps or default_steps(cfg))), cfg.seed,
                                  save_kernel, plot_kernel, force, [input, output])
 
-    with _Progress(planned_iterations(cfg, steps, k) if cfg.recipe == "crops" else None, "training") as bar:
+    with _Progress(None, "starting", percent=True) as bar:
+        # one bar over the whole job (training and inference, planned_work units), the phase as its label
+        def on_work(done, total, name):
+            name = _PHASE_LABELS.get(name, name)
+            bar.update(completed=min(done, total), total=total, description=f"{name:<11}")
+
         r = upscale_file(input, output, cfg, kernel=k, steps=steps, ensemble=ensemble, back_projection=back_projection,
-                         tile=tile, save_model=save_model, compare=compare, force=force, callback=_bar_callback(bar),
-                         max_memory=parse_max_memory(max_memory))
+                         tile=tile, save_model=save_model, compare=compare, force=force, callback=_info_callback(bar),
+                         max_memory=parse_max_memory(max_memory), progress=on_work)
     for e in r["events"]:
         typer.echo(f"zssr: {e}", err=True)
     typer.echo(f"wrote {output} ({r['shape'][0]}x{r['shape'][1]}); trained {r['iterations']} iterations "
                f"in {r['train_seconds']:.1f} s, {r['seconds']:.1f} s in all")
+    typer.echo(f"time by phase: {r['phase_summary']}")
 
 
 def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force, workers=None,
@@ -551,13 +578,18 @@ def benchmark(
     threads: Annotated[Optional[int], typer.Option(help="Threads (default: all cores).")] = None,
     scaling: Annotated[bool, typer.Option("--scaling/--no-scaling", help="Also time a training step on 1 thread against all.")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the rows as JSON.")] = None,
+    e2e: Annotated[bool, typer.Option("--e2e", help="Instead: run the main job (zssr upscale x2) on a fixed 200x150 photo and show its seconds per phase (minutes with the default preset).")] = False,
+    preset: Annotated[str, typer.Option(help="--e2e: the preset to run (zssr, fast or seed).")] = "zssr",
+    iters: Annotated[Optional[int], typer.Option(help="--e2e: iterations per step instead of the preset's.")] = None,
+    size: Annotated[str, typer.Option("--size", help="--e2e: the photo's size WIDTHxHEIGHT (2592x1944: the seed's camera size).")] = "200x150",
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
     """Time the kernels, a training step and inference; compare with PyTorch and sgemm.
 
     Ratios are measured side by side in one run, the two sides alternated call by call.
-    numpy's sgemm runs in a child process without the OPENBLAS_* variables."""
+    numpy's sgemm runs in a child process without the OPENBLAS_* variables. With --e2e,
+    time the whole main job instead, by phase, so that a slowdown anywhere shows."""
     import json
 
     from zssr.engine import benchmark as B
@@ -568,6 +600,8 @@ def benchmark(
         from zssr.engine.errors import UserError
 
         raise UserError(f"--threads must be >= 1, got {threads}")
+    if e2e:
+        return _benchmark_e2e(B, preset, iters, _parse_size(size), json_out)
     import importlib.util
 
     from zssr.engine.memory import check_benchmark, parse_max_memory
@@ -592,6 +626,22 @@ def benchmark(
 
 
 from . import blind as _blind  # noqa: E402,F401  (registers `zssr degrade`)
+
+
+def _benchmark_e2e(B, preset, iters, size, json_out):
+    import json
+
+    with _Progress(None, "starting", percent=True) as bar:
+        r = B.e2e(preset=preset, iters=iters, size=size, progress=lambda done, total, name: bar.update(
+            completed=min(done, total), total=total, description=f"{_PHASE_LABELS.get(name, name):<11}"))
+    m = B.machine()
+    typer.echo(f"{m['cpu']}, {m['cores']} cores, numba {m['numba']} ({m['numba_threads']} threads), "
+               f"load average {m['load_avg']}")
+    typer.echo(B.format_e2e(r))
+    if json_out:
+        from zssr.engine.io import atomic_write
+
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps({"machine": m, "e2e": r}, indent=2)))
 
 
 def main():

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .phases import phase, recording
 
 
 def infer_options(cfg, ensemble=None, back_projection=None):
@@ -92,6 +93,43 @@ def planned_iterations(cfg, steps=None, kernel=None):
     return per_step * (steps if cfg.recipe == "crops" else 1)
 
 
+def planned_work(cfg, in_hw, steps=None, kernel=None, ensemble=None):
+    """The whole job's work in `phases.advance` units, for a progress bar over training and
+    inference alike: training steps (3 pixels per crop pixel; crops are taken as whole,
+    so it is an estimate for images smaller than a crop), reconstruction checks, and every
+    network's inference (output pixels times ensemble members)."""
+    from . import data
+    from .data import factor_pair, scaled_shape, transforms_for
+    from .infer import scale_schedule
+    from .train import TRAIN_COST
+
+    steps = default_steps(cfg) if steps is None else steps
+    ens = cfg.ensemble if ensemble is None else ensemble
+    plan = stage_plan(cfg, steps, kernel)
+    h, w = in_hw
+    if cfg.max_side and max(h, w) > cfg.max_side:
+        h, w = scaled_shape((h, w), cfg.max_side / max(h, w))
+    if cfg.recipe != "crops":  # the seed's pyramid, whole images, then its test loop
+        fs = np.linspace(1.0, 0.4, cfg.levels) if cfg.levels > 1 else [1.0]
+        areas = [a * b for a, b in (scaled_shape((h, w), f) for f in fs) if min(a, b) >= 2 * plan[-1][0]]
+        iters = cfg.epochs * len(areas) if cfg.epochs else cfg.iters
+        work = TRAIN_COST * sum(areas[i % len(areas)] for i in range(iters)) if areas else 0.0
+        sizes = [(h, w)] + scale_schedule((h, w), scale=cfg.scale, steps=steps)
+        return work + sum(a * b for a, b in sizes) * (8 if ens else 1)
+    work, cur = 0.0, (h, w)
+    for hw in scale_schedule(cur, scale=cfg.scale, steps=steps):
+        win = (min(cur[0], data.WINDOW), min(cur[1], data.WINDOW))
+        side = data.WINDOW if cfg.schedule == "policy" else data.CHECK_WINDOW
+        for k, (f, n) in enumerate(plan):
+            work += TRAIN_COST * n * min(cfg.crop, cur[0]) * min(cfg.crop, cur[1])
+            if cfg.eval_every:
+                work += (n // cfg.eval_every) * min(cur[0], side) * min(cur[1], side)
+            out = hw if k == len(plan) - 1 else scale_schedule(win, scale=factor_pair(f))[0]
+            work += out[0] * out[1] * (len(transforms_for(f)) if ens else 1)
+        cur = hw
+    return work
+
+
 def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_projection=None, tile=None,
                       max_memory=None, callback=None):
     """Train on `img` and upscale it by cfg.scale in `steps` equal factors. Returns
@@ -108,7 +146,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     and sharpen until the wanted size", `infer.seed_loop`)."""
     from dataclasses import replace
 
-    from .data import factor_pair, shrink_to
+    from .data import centre_window, factor_pair, shrink_to
     from .infer import scale_schedule, seed_loop, super_resolve
     from .memory import check_training
     from .train import Trainer
@@ -120,7 +158,8 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
         step_cfg = replace(cfg, scale=plan[-1][0])
         if max_memory is not None:
             check_training(step_cfg, img.shape[:2], max_memory)
-        tr = Trainer(img, step_cfg, kernel=kernel)
+        with phase("train: preparing"):
+            tr = Trainer(img, step_cfg, kernel=kernel)
         tr.run(callback)
         # the seed preset may have shrunk the input to --max-side: it upscales what it learned from
         base = tr.img if cfg.max_side else img
@@ -136,17 +175,23 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
         for k, (f, n) in enumerate(plan):
             budget = cfg.time_budget * n / sum(m for _, m in plan)  # --time-budget is per step, shared alike
             fy, fx = factor_pair(f)
-            tr = Trainer(cur, replace(cfg, scale=max(fy, fx), iters=n, time_budget=budget), kernel=kernel,
-                         sources=sources, start=net, factor=(fy, fx))
+            with phase("train: preparing"):
+                tr = Trainer(cur, replace(cfg, scale=max(fy, fx), iters=n, time_budget=budget), kernel=kernel,
+                             sources=sources, start=net, factor=(fy, fx))
             tr.offset = sum(t.iteration for t in trainers)
             tr.run(callback)
+            tr.release()  # its pool of fathers and training buffers, before the inference's (the weights stay)
             trainers.append(tr)
             last = k == len(plan) - 1
-            size = hw if last else scale_schedule(cur.shape[:2], scale=(fy, fx))[0]
-            out = super_resolve(tr.net, cur, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
+            # an intermediate result is only training material for the later networks: of a
+            # large image, the centre window's is enough (its copies drawn as often as the
+            # whole result's would be); the last network upscales the whole image
+            src = cur if last else centre_window(cur)
+            size = hw if last else scale_schedule(src.shape[:2], scale=(fy, fx))[0]
+            out = super_resolve(tr.net, src, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
                                 max_memory=max_memory, transforms=_ensemble_transforms((fy, fx), kernel))
-            sources.append((out, f))
-            tr.net.release()  # its training and inference buffers (the weights stay): six networks add up
+            sources.append((out, f) if src is cur else (out, f, cur.shape[0] * cur.shape[1] / (src.shape[0] * src.shape[1])))
+            tr.net.release()  # and its inference buffers: six networks add up
             net = tr.net
         cur = out
     return cur, trainers, base
@@ -180,34 +225,49 @@ def resolve_kernel(img, kernel, cfg, steps=None):
 
 
 def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_projection=None, tile=None,
-                 save_model=None, compare=None, force=False, callback=None, max_memory=None):
+                 save_model=None, compare=None, force=False, callback=None, max_memory=None, progress=None):
     """Train on the image at `src` with the TrainConfig `cfg`, upscale it by cfg.scale (in
     `steps`, see `train_and_upscale`), and write the result to `dst` (atomically, never
     over `src`). Returns a summary dict; `save_model` saves the last step's network.
 
-    callback(trainer) is called after every training iteration (progress bars).
+    callback(trainer) is called after every training iteration; progress(done, total, phase)
+    whenever work is done, training or inference, in `planned_work` units (progress bars).
+    The summary's "phases" are the seconds spent in each phase (engine.phases).
     max_memory (bytes, or None: no check): refuse before any work when training would not
     fit, and tile the upscaling smaller when it would not (engine.memory)."""
     from . import checkpoint
     from .io import check_writable, load_image
 
     t0 = time.perf_counter()
-    check_writable(dst, force=force, protect=[src])
-    inp = load_image(src)
-    kernel, est = resolve_kernel(inp.rgb, kernel, cfg, steps)  # --kernel estimate
-    sr, trainers, base = train_and_upscale(inp.rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
-                                           back_projection=back_projection, tile=tile, max_memory=max_memory,
-                                           callback=callback)
-    tr = trainers[-1]
-    save_result(dst, sr, inp, force=force, protect=[src])
-    if save_model:
-        checkpoint.save(save_model, tr.net, tr.meta(src), tr.opt, force=force, protect=[src, dst])
-    if compare:
-        from .plots import comparison
+    plan = {"total": None}
 
-        comparison(compare, base, sr)
+    def listener(done, name):
+        if progress is not None and plan["total"]:
+            progress(done, plan["total"], name)
+
+    with recording(listener) as rec:
+        check_writable(dst, force=force, protect=[src])
+        with phase("read"):
+            inp = load_image(src)
+        with phase("kernel estimate"):
+            kernel, est = resolve_kernel(inp.rgb, kernel, cfg, steps)  # --kernel estimate
+        plan["total"] = planned_work(cfg, inp.rgb.shape[:2], steps, kernel, ensemble)
+        sr, trainers, base = train_and_upscale(inp.rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
+                                               back_projection=back_projection, tile=tile, max_memory=max_memory,
+                                               callback=callback)
+        tr = trainers[-1]
+        with phase("write"):
+            save_result(dst, sr, inp, force=force, protect=[src])
+            if save_model:
+                checkpoint.save(save_model, tr.net, tr.meta(src), tr.opt, force=force, protect=[src, dst])
+            if compare:
+                from .plots import comparison
+
+                comparison(compare, base, sr)
+    seconds = time.perf_counter() - t0
     return {"src": str(src), "dst": str(dst), "iterations": sum(t.iteration for t in trainers),
-            "train_seconds": sum(t.seconds for t in trainers), "seconds": time.perf_counter() - t0,
+            "train_seconds": sum(t.seconds for t in trainers), "seconds": seconds,
+            "phases": dict(rec.seconds), "phase_summary": rec.summary(seconds),
             "shape": [int(sr.shape[1]), int(sr.shape[0])], "events": [e for t in trainers for e in t.events],
             "stop_reason": tr.stop_reason, "name": Path(src).name,
             "kernel_estimate": est.to_dict() if est is not None else None}
