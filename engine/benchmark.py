@@ -754,7 +754,7 @@ def format_e2e(r):
              f"{r['seconds']:.1f} s ({r['ms_per_iteration']:.1f} ms per training iteration)"]
     width = max([len(k) for k in r["phases"]] + [5])
     for k, v in r["phases"].items():
-        if v < 0.05:
+        if v < 0.005 * r["seconds"]:
             continue
         lines.append(f"  {k:<{width}}  {v:8.1f} s  {100 * v / r['seconds']:5.1f}%")
     rest = r["seconds"] - sum(r["phases"].values())

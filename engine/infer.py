@@ -401,7 +401,8 @@ def seed_loop(net, lr, scale=None, size=None, steps=1, ensemble=False, back_proj
         from .memory import choose_tile
 
         t = choose_tile(net, cur.shape[:2], cur.shape[:2], tile, ensemble, max_memory)
-    first = apply_network(net, cur, ensemble=ensemble, tile=t, transforms=transforms)
+    with phase("upscale: network"):
+        first = apply_network(net, cur, ensemble=ensemble, tile=t, transforms=transforms)
     np.clip(first, 0.0, 1.0, out=first)
     if progress is not None:
         progress(0, n)

@@ -54,11 +54,13 @@ class Recorder:
         return time.perf_counter() - self._t0
 
     def summary(self, total=None):
-        """'train: steps 81.2 s, ...' largest first, with the unaccounted rest as 'other'."""
+        """'train: steps 81.2 s, ...' largest first, with the unaccounted rest as 'other';
+        phases under 0.5% of the total are left out."""
         total = self.total() if total is None else total
-        items = sorted(((k, v) for k, v in self.seconds.items() if v >= 0.05), key=lambda kv: -kv[1])
+        least = 0.005 * total
+        items = sorted(((k, v) for k, v in self.seconds.items() if v >= least), key=lambda kv: -kv[1])
         rest = total - sum(self.seconds.values())
-        if rest >= 0.05:
+        if rest >= least:
             items.append(("other", rest))
         return ", ".join(f"{k} {v:.1f} s" for k, v in items)
 
