@@ -199,7 +199,7 @@ class CropSampler:
     (image, factor) pairs, factor > 1 being its size relative to `img`. A copy at factor f
     is then made from the smallest source at least f times the image's size, and the pool
     goes up to the largest factor given (max_scale). A source may be the result for a
-    window of the image only (large images, see job.SOURCE_WINDOW): (image, factor,
+    window of the image only (large images, see data.WINDOW): (image, factor,
     weight), its copies then drawn `weight` times as often as their area says (weight =
     the image's area over the window's, so that the pool is shared as if it were whole).
 
