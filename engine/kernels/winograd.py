@@ -223,11 +223,14 @@ class Workspace:
 _workspaces = {}
 
 
-def workspace(ci, co, dtype):
-    key = (ci, co, np.dtype(dtype).str)
+def workspace(ci, co, dtype, cls=None):
+    """The scratch of one layer shape, made on first use: a `cls` (default this module's
+    Workspace; winograd4 passes its own) of (ci, co, dtype)."""
+    cls = Workspace if cls is None else cls
+    key = (cls, ci, co, np.dtype(dtype).str)
     ws = _workspaces.get(key)
     if ws is None:
-        ws = _workspaces[key] = Workspace(ci, co, dtype)
+        ws = _workspaces[key] = cls(ci, co, dtype)
     return ws
 
 

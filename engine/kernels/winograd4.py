@@ -47,6 +47,7 @@ from numba.core import cgutils
 
 from .._numba import jit, pjit
 from .gemm_tile import _block, _rows_of_tiles, lanes, make_patch_transform
+from . import winograd
 
 TXB = 24  # blocks per chunk (4 tiles of 6 rows)
 
@@ -392,15 +393,8 @@ class Workspace:
         self.dbpart = np.zeros((t, co), dtype)
 
 
-_workspaces = {}
-
-
 def workspace(ci, co, dtype):
-    key = (ci, co, np.dtype(dtype).str)
-    ws = _workspaces.get(key)
-    if ws is None:
-        ws = _workspaces[key] = Workspace(ci, co, dtype)
-    return ws
+    return winograd.workspace(ci, co, dtype, Workspace)  # one cache for both algorithms
 
 
 def forward_into(xp, w9, bias, yp, post, mask):
