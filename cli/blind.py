@@ -116,19 +116,26 @@ def degrade(
         typer.echo(f"wrote {dst} ({lr.shape[1]}x{lr.shape[0]}, {what})")
 
 
-def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation):
+def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation, max_memory=None):
     """`zssr eval --degradation random` (or `--kernel estimate` on the bicubic protocol)."""
     import json
 
     from zssr.engine.blind_eval import evaluate_blind, format_blind_table, parse_settings
     from zssr.engine.errors import UserError
     from zssr.engine.job import planned_iterations, train_and_upscale
+    from zssr.engine.memory import check_job, parse_max_memory
 
     from .main import _bar_callback
 
+    budget = parse_max_memory(max_memory)
+
+    def check(name, hw):  # every image's first step, before any work (the job checks each step again)
+        check_job(cfg, hw, steps, budget, name)
+
     def sr_fn(lr_img, kern):
         with _Progress(planned_iterations(cfg, steps, kern), "training") as bar:
-            sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, kernel=kern, callback=_bar_callback(bar))
+            sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, kernel=kern, callback=_bar_callback(bar),
+                                                max_memory=budget)
         for t in trainers:
             for e in t.events:
                 typer.echo(f"zssr: {e}", err=True)
@@ -146,7 +153,7 @@ def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation)
             typer.echo(f"zssr: {est.summary()}", err=True)
             return sr_fn(lr_img, est.kernel)
 
-        result = evaluate_folder(folder, scale, sr_est)
+        result = evaluate_folder(folder, scale, sr_est, check=check)
         typer.echo(format_table(result))
     elif degradation == "random":
         def on_row(r):
@@ -154,7 +161,8 @@ def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation)
             typer.echo(f"{r['name']}: " + ", ".join(parts), err=True)
 
         result_settings = parse_settings(settings)
-        result = evaluate_blind(folder, scale, seed, sr_fn, settings=result_settings, on_row=on_row)
+        result = evaluate_blind(folder, scale, seed, sr_fn, settings=result_settings, on_row=on_row,
+                                check=check)
         typer.echo(format_blind_table(result))
     else:
         raise UserError(f"--degradation takes bicubic or random, got {degradation!r}")

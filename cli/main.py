@@ -541,7 +541,7 @@ def eval_(
     if degradation != "bicubic" or kernel is not None:
         from .blind import blind_eval
 
-        return blind_eval(folder, scale, cfg, steps, seed, kernel, json_out, degradation)
+        return blind_eval(folder, scale, cfg, steps, seed, kernel, json_out, degradation, max_memory)
 
     from zssr.engine.memory import check_job, parse_max_memory
 

@@ -47,13 +47,14 @@ def degraded_pair(hr, scale, seed, noise=0.0):
     return np.ascontiguousarray(modcrop(hr, scale), np.float32), metrics.quantize(lr), k, params
 
 
-def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, noise=0.0):
+def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, noise=0.0, check=None):
     """Run the experiment on a folder (module docstring). sr_fn(lr, kernel) -> sr (kernel
     None: the bicubic assumption). Returns {"rows": [...], "mean": {...}, "settings": [...]}.
     Each row: name, h, w, seed, the true kernel's k_sigma1/k_sigma2/k_theta, per setting
     `{setting}_psnr`, `{setting}_ssim`, `{setting}_seconds` (super-resolution alone); with estimate also
     estimation_seconds, kernel_l2, kernel_psnr, estimate_bicubic (the estimate judged the image
-    bicubic) and the estimate's sigmas and angle."""
+    bicubic) and the estimate's sigmas and angle. ``check(name, lr_hw)``, if given, is called
+    for every image before any work (e.g. the memory guard)."""
     from .degradation import kernel_error
     from .io import list_images, load_image
     from .kernel_estimate import estimate_kernel
@@ -62,6 +63,10 @@ def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, n
     if abs(scale - s) > 1e-9 or s < 2:
         raise UserError(f"--degradation random needs an integer --scale >= 2, got {scale}")
     files = list_images(folder)
+    if check is not None:
+        for path in files:
+            h, w = load_image(path).rgb.shape[:2]
+            check(path.name, (h // s, w // s))
     rows = []
     for i, path in enumerate(files):
         hr, lr, k, params = degraded_pair(load_image(path).rgb, s, seed + i, noise)

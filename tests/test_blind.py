@@ -248,6 +248,18 @@ def test_eval_random_degradation(run_cli, photo, tmp_path):
     assert code == 2 and "magic" in err
 
 
+@pytest.mark.parametrize("degradation", ["random", "bicubic"])
+def test_eval_blind_refuses_over_max_memory_before_any_work(run_cli, photo, tmp_path, degradation):
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    (folder / "p.png").write_bytes(photo.read_bytes())
+    js = tmp_path / "r.json"
+    code, out, err = run_cli("eval", folder, "--degradation", degradation, "--kernel", "estimate", *EVAL,
+                             "--max-memory", "0.02", "--json", js)
+    assert code == 2 and "--max-memory" in err and "p.png" in err and err.count("\n") == 1, err
+    assert not js.exists() and "PSNR" not in out
+
+
 @pytest.mark.parametrize("kernel,words", [
     (np.ones(5), "2-D"),
     (-np.ones((3, 3)), "positive sum"),
