@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from .._numba import jit, pjit
-from . import winograd, winograd4
+from . import gemm_bf16, winograd, winograd4, winograd4_bf16
 from .gemm_tile import _block, _rows_of_tiles, lanes
 
 POST_NONE, POST_RELU, POST_MASK = 0, 1, 2
@@ -165,20 +165,37 @@ def _reduce_partials(part, dbpart, transposed, dw, db):
         db[o] = s
 
 
-ALGORITHMS = ("auto", "direct", "winograd", "winograd4")
+ALGORITHMS = ("auto", "direct", "winograd", "winograd4", "winograd4bf16")
 
 # What "auto" runs where Winograd applies (the wide layers), chosen by measurement: F(4x4)
 # for the forward pass and the input gradient (both `forward_into`) and for the weight
 # gradient. Per 64 -> 64 layer 1.4-1.7x less CPU time than F(2x2) at 32-128 pixels (one
 # thread, calls alternated); a training step 1.40x (128x128) to 1.54x (96x96), predict
 # 512x512 1.53x; with a float32 error ~6x larger (still < 1e-5 of the largest value; see
-# winograd4.py).
+# winograd4.py). `set_auto` changes both.
 AUTO_FORWARD = "winograd4"
 AUTO_WEIGHT_GRAD = "winograd4"
 
 
+def set_auto(name):
+    """Make "auto" run `name` ("direct", "winograd", "winograd4" or "winograd4bf16") on the
+    wide layers, for the forward pass, the input gradient and the weight gradient, in
+    every network of this process; returns the previous (forward, weight gradient) choice.
+    "winograd4bf16" (F(4x4) with bfloat16 products, winograd4_bf16.py) is refused with a
+    ValueError on CPUs without AVX-512 BF16; float64 layers keep "winograd4" under it."""
+    global AUTO_FORWARD, AUTO_WEIGHT_GRAD
+    if name not in ALGORITHMS or name == "auto":
+        raise ValueError(f"auto must be one of {', '.join(ALGORITHMS[1:])}, got {name!r}")
+    if name == "winograd4bf16" and not gemm_bf16.supported():
+        raise ValueError(f"winograd4bf16 is not available here: {gemm_bf16.why_unsupported()}")
+    old = (AUTO_FORWARD, AUTO_WEIGHT_GRAD)
+    AUTO_FORWARD = AUTO_WEIGHT_GRAD = name
+    return old
+
+
 def _choose(algorithm, ci, co, dtype, auto):
-    """The algorithm to run for a ci -> co layer: "direct", "winograd" or "winograd4"."""
+    """The algorithm to run for a ci -> co layer: "direct", "winograd", "winograd4" or
+    "winograd4bf16"."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     wino = winograd.applicable(ci, co, dtype)
@@ -186,7 +203,16 @@ def _choose(algorithm, ci, co, dtype, auto):
         raise ValueError(f"{algorithm} needs >= 16 input channels and output channels in blocks of "
                          f"{4 * lanes(dtype)}, got {ci} -> {co}")
     if algorithm == "auto":
-        return auto if wino else "direct"
+        if not wino:
+            return "direct"
+        algorithm = auto
+        if algorithm == "winograd4bf16" and np.dtype(dtype) != np.float32:
+            return "winograd4"
+    if algorithm == "winograd4bf16":
+        if np.dtype(dtype) != np.float32:
+            raise ValueError(f"winograd4bf16 is for float32 layers, got {np.dtype(dtype).name}")
+        if not gemm_bf16.supported():
+            raise ValueError(f"winograd4bf16 is not available here: {gemm_bf16.why_unsupported()}")
     return algorithm
 
 
@@ -202,14 +228,17 @@ def forward_into(xp, w9, bias, yp, post=POST_NONE, mask=None, algorithm="auto"):
     """yp interior = post(conv(xp, w9) + bias). See the module docstring for the layouts.
 
     algorithm: "direct" (the tiled direct convolution), "winograd" (F(2x2, 3x3), see
-    winograd.py), "winograd4" (F(4x4, 3x3), winograd4.py) -- both need >= 16 input
-    channels and whole blocks of output channels -- or "auto": AUTO_FORWARD where
+    winograd.py), "winograd4" (F(4x4, 3x3), winograd4.py), "winograd4bf16" (F(4x4) with
+    bfloat16 products, winograd4_bf16.py; float32 on AVX-512 BF16 CPUs only) -- all need >= 16
+    input channels and whole blocks of output channels -- or "auto": AUTO_FORWARD where
     Winograd applies, else direct."""
     if mask is None:
         mask = yp
     alg = _choose(algorithm, w9.shape[1], w9.shape[2], yp.dtype, AUTO_FORWARD)
     if alg == "winograd4":
         winograd4.forward_into(xp, w9, bias, yp, post, mask)
+    elif alg == "winograd4bf16":
+        winograd4_bf16.forward_into(xp, w9, bias, yp, post, mask)
     elif alg == "winograd":
         winograd.forward_into(xp, w9, bias, yp, post, mask)
     else:
@@ -242,6 +271,9 @@ def weight_grad_into(xp, dyp, partials, dw, db, algorithm="auto"):
     alg = _choose(algorithm, dw.shape[2], co, dyp.dtype, AUTO_WEIGHT_GRAD)
     if alg == "winograd4":
         winograd4.weight_grad_into(xp, dyp, dw, db)
+        return
+    if alg == "winograd4bf16":
+        winograd4_bf16.weight_grad_into(xp, dyp, dw, db)
         return
     if alg == "winograd":
         winograd.weight_grad_into(xp, dyp, dw, db)
@@ -305,7 +337,7 @@ def _pad_input(x4):
 def conv3x3_forward(x, w, b=None, relu=False, algorithm="auto"):
     """y = conv3x3(x, w) + b, optionally followed by ReLU. Returns a new array shaped like x
     with Cout channels. x (H, W, Cin) or (N, H, W, Cin); w (3, 3, Cin, Cout); b (Cout,).
-    algorithm: "auto", "direct", "winograd" or "winograd4" (see `forward_into`)."""
+    algorithm: "auto", "direct", "winograd", "winograd4" or "winograd4bf16" (see `forward_into`)."""
     _check_args(x, w, b)
     x4 = x if x.ndim == 4 else x[None]
     n, h, wd, cin = x4.shape
