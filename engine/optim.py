@@ -14,6 +14,23 @@ small per-call overhead.
 """
 import numpy as np
 
+from ._numba import jit
+
+
+@jit(fastmath=False, error_model="numpy")
+def _adam_kernel(p, g, m, v, b1, b2, k1, k2, c2, eps, step):
+    """One Adam update of the flat arrays p, m, v from g, element by element, in the
+    arrays' dtype, with exactly the operations (and roundings) of `Adam._step_numpy`:
+    no fused multiply-adds (fastmath off), so the two agree bitwise. error_model "numpy":
+    no zero-division check per element, which would keep the loop from vectorising."""
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] * b1 + gi * k1
+        vi = v[i] * b2 + (gi * gi) * k2
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - (mi / (np.sqrt(vi / c2) + eps)) * step
+
 
 class Optimizer:
     kind = "base"
@@ -115,6 +132,21 @@ class Adam(Optimizer):
         return self.m + self.v
 
     def step(self):
+        """The update, one fused pass per parameter array (_adam_kernel); with weight decay,
+        or arrays that are not contiguous, the numpy reference (_step_numpy)."""
+        ps, gs = self.net.params, self.net.grads
+        if self.weight_decay or not all(a.flags.c_contiguous for a in ps + gs + self.m + self.v):
+            return self._step_numpy()
+        self.t += 1
+        c1 = 1.0 - self.b1 ** self.t
+        c2 = 1.0 - self.b2 ** self.t
+        for p, g, m, v in zip(ps, gs, self.m, self.v):
+            f = p.dtype.type  # scalars in the arrays' dtype, as numpy uses them
+            _adam_kernel(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), f(self.b1), f(self.b2),
+                         f(1.0 - self.b1), f(1.0 - self.b2), f(c2), f(self.eps), f(self.lr / c1))
+
+    def _step_numpy(self):
+        """The update as whole-array numpy operations: the reference for _adam_kernel."""
         self.t += 1
         b1, b2 = self.b1, self.b2
         c1 = 1.0 - b1 ** self.t
