@@ -83,11 +83,14 @@ def training_shape(cfg, img_hw):
 def training_bytes(cfg, img_hw, dtype_size=4):
     """Peak bytes of training on an image of img_hw: per training shape, the network's saved
     activations and gradient buffers (crops for zssr, every pyramid level for seed), plus
-    the image pool, all at the size training runs on (`training_shape`, after --max-side),
-    plus the full-size image itself when it was shrunk."""
+    the image pool (the image's copies, and copies of the earlier networks' results, which
+    for an image larger than data.WINDOW are results for its centre window only), all at the
+    size training runs on (`training_shape`, after --max-side), plus the full-size image
+    itself when it was shrunk. Each network's pool is released before the next one's is
+    made (Trainer.release), so one pool is counted: the last network's, the largest."""
     from numpy import linspace
 
-    from .data import MIN_SCALE, SOURCE_LEVELS, anisotropic_factors, pool_factors, substep_factors
+    from .data import MIN_SCALE, SOURCE_LEVELS, WINDOW, anisotropic_factors, pool_factors, substep_factors
 
     h, w = training_shape(cfg, img_hw)
     full = img_hw[0] * img_hw[1] * 3 * dtype_size if (h, w) != tuple(img_hw) else 0
@@ -96,15 +99,18 @@ def training_bytes(cfg, img_hw, dtype_size=4):
         pool = 6 * h * w * 3 * dtype_size  # every level's sharp and blurry copies
     else:
         shapes = [(min(cfg.crop, h), min(cfg.crop, w))]
-        # the copies fathers are cut from: of the image, and of the earlier sub-steps' results
+        # the copies fathers are cut from: of the image, and of the earlier sub-steps' results,
+        # which are made of the image's centre window only (data.WINDOW) when it is larger
+        win = min(h, WINDOW) * min(w, WINDOW)
         if cfg.anisotropic:  # the image's copies, and copies of every earlier network's result
             earlier = sum(a * b for a, b in anisotropic_factors(cfg.scale, cfg.gradual)[:-1])
-            area = sum(f * f for f in pool_factors(MIN_SCALE, 1.0)) + earlier * sum(t * t for t in SOURCE_LEVELS)
+            area = sum(f * f for f in pool_factors(MIN_SCALE, 1.0)) * h * w \
+                + earlier * sum(t * t for t in SOURCE_LEVELS) * win
         else:
             subs = substep_factors(cfg.scale, cfg.gradual)
             top = subs[-2] if len(subs) > 1 else 1.0
-            area = sum(f * f for f in pool_factors(MIN_SCALE, top))
-        pool = area * h * w * 3 * dtype_size
+            area = sum(f * f * (h * w if f <= 1.0 + 1e-9 else win) for f in pool_factors(MIN_SCALE, top))
+        pool = area * 3 * dtype_size
     c_w = -(-cfg.width // 16) * 16
     per_shape = sum((a + 2) * (b + 2) * dtype_size * c_w * (cfg.depth + 3) for a, b in shapes)
     return BASELINE + per_shape + int(pool) + full
