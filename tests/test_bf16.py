@@ -135,7 +135,6 @@ def test_set_auto_and_network_algorithm():
     winograd4); Network.algorithm = "winograd4bf16" runs the same."""
     net = engine.Network(seed=1)
     x = np.random.default_rng(0).random((13, 10, 3), dtype=np.float32)
-    y_bf = None
     net.algorithm = BF
     y_bf = net.forward(x)
     net.algorithm = "auto"
