@@ -1,5 +1,6 @@
 """The convolution algorithms side by side: Winograd F(2x2, 3x3) ("winograd"), F(4x4, 3x3)
-("winograd4") and the direct convolution, on the 64 -> 64 layer (forward, input gradient,
+("winograd4"), F(4x4) with bfloat16 products ("winograd4bf16", on CPUs with AVX-512 BF16)
+and the direct convolution, on the 64 -> 64 layer (forward, input gradient,
 weight gradient at 96x96 and 128x128), a training step of the 8 x 64 network (96x96,
 128x128) and inference at 512x512. One benchmark group per op and size, one member per
 algorithm; pytest-benchmark runs the members one after another, so for a ratio measured
@@ -10,8 +11,9 @@ with the calls alternated use ``engine.benchmark.compare_algorithms``.
 import pytest
 
 from zssr.engine import benchmark as B
+from zssr.engine.kernels import gemm_bf16
 
-ALGORITHMS = ("winograd", "winograd4", "direct")
+ALGORITHMS = ("winograd", "winograd4", "direct") + (("winograd4bf16",) if gemm_bf16.supported() else ())
 KINDS = ("forward", "input grad", "weight grad")
 
 
