@@ -27,6 +27,19 @@ convention at x2), whose spectrum is not Gaussian: when it explains the data abo
 (residual within BICUBIC_MARGIN of the Gaussian's) the image is taken to be bicubic-downscaled
 and zssr's default recipe runs unchanged; otherwise the Gaussian, drawn on the protocol's
 (6 s + 1)^2 grid, is the kernel the training pairs and back-projection use.
+
+Refinement (`refine_gaussian`). The closed form leaves out three things the calibration on
+protocol images found to matter (bench/calibrate_kernel_estimate.py): (1) the 8-bit rounding
+adds a white floor to the spectrum (the luma's share of it, LUMA_NOISE, is subtracted from
+every bin before the logarithms); (2) sampling folds the spectrum above Nyquist back into
+the band, so near Nyquist P_y is not |K|^2 times the scene (the model sums ALIAS_ORDERS
+aliases each way of a power-law scene, exponent SCENE_ALPHA); (3) real scenes are not one
+power law: noise and fine texture in the original add a white part (an isotropic
+white-to-power-law ratio, fitted), and the Welch average mixes smooth and detailed regions
+(the tiles are split in GROUPS by their detail, each group with its own scene terms). The
+three sigmas-and-angle of the Gaussian and the white ratio are then fitted by Nelder-Mead
+from the closed-form start (a few hundred evaluations of a closed-form model: tens of
+milliseconds). The bicubic-or-not test stays on the closed-form fit.
 """
 from __future__ import annotations
 
@@ -46,6 +59,15 @@ FLOOR = 3.0           # power must exceed FLOOR x the 8-bit quantisation noise (
 BICUBIC_MARGIN = 1.5  # bicubic if its residual <= BICUBIC_MARGIN x the Gaussian's
 MIN_SIGMA = 0.4       # smallest sigma (high-resolution pixels) of an estimate
 MAX_SIGMA_PER_SCALE = 2.0  # largest sigma, times the scale
+# the refinement (module docstring)
+GROUPS = 2            # tiles split by detail (energy between 4 and 8 bins), scene terms per group
+ALIAS_ORDERS = 1      # aliases summed each way: (2 a + 1)^2 terms
+SCENE_ALPHA = 2.0     # power-law exponent of the scene in the alias model
+# variance of the luma's rounding noise, in units of (1/255)^2 / 12: BT.601's weights
+# (0.2568, 0.5041, 0.0979) squared and summed for independently rounded channels; their
+# sum (0.8588) squared when the image is grey (one rounding shared by the three)
+LUMA_NOISE = {"colour": 0.330, "grey": 0.7376}
+REFINE_EVALS = 1200   # Nelder-Mead's budget of model evaluations
 
 
 @dataclass
@@ -113,9 +135,49 @@ def welch_spectrum(y, tile=TILE, max_tiles=MAX_TILES, seed=0):
     return acc / len(corners) / (win ** 2).sum()
 
 
-def cross_scale_ratios(P, floor):
+def welch_groups(y, groups, tile=TILE, max_tiles=MAX_TILES, seed=0):
+    """`welch_spectrum` of the tiles split in `groups` equal groups by their detail (the
+    mean power between 4 and 8 bins, where every kernel of the protocol still passes
+    something): a list of averaged periodograms, smoothest tiles first. The same tiles as
+    welch_spectrum (the seed picks them when there are more than max_tiles)."""
+    h, w = y.shape
+    if h < tile or w < tile:
+        raise UserError(f"the image ({h}x{w}) is too small to estimate its kernel: it needs at least "
+                        f"{tile}x{tile} pixels")
+    step = tile // 2
+    ys = np.arange(0, h - tile + 1, step)
+    xs = np.arange(0, w - tile + 1, step)
+    corners = np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
+    if len(corners) > max_tiles:
+        pick = np.random.default_rng(seed).choice(len(corners), max_tiles, replace=False)
+        corners = corners[np.sort(pick)]
+    win = np.outer(np.hanning(tile), np.hanning(tile))
+    m = np.fft.fftfreq(tile) * tile
+    r = np.hypot(m[:, None], m[None, :])
+    band = (r >= 4) & (r <= 8)
+
+    def periodograms(a):
+        batch = np.stack([y[i:i + tile, j:j + tile] for i, j in corners[a:a + 256]])
+        batch = (batch - batch.mean(axis=(1, 2), keepdims=True)) * win
+        return np.abs(np.fft.fft2(batch)) ** 2
+
+    energy = np.concatenate([periodograms(a)[:, band].mean(1) for a in range(0, len(corners), 256)])
+    group = np.empty(len(corners), np.int64)
+    for g, idx in enumerate(np.array_split(np.argsort(energy, kind="stable"), groups)):
+        group[idx] = g
+    acc = np.zeros((groups, tile, tile))
+    for a in range(0, len(corners), 256):
+        p = periodograms(a)
+        for g in range(groups):
+            acc[g] += p[group[a:a + 256] == g].sum(axis=0)
+    counts = np.bincount(group, minlength=groups)
+    return [acc[g] / max(counts[g], 1) / (win ** 2).sum() for g in range(groups)]
+
+
+def cross_scale_ratios(P, floor, noise=0.0):
     """(nu_y, nu_x, R) at every even frequency of the periodogram P (square, side n) that
-    is in the band and above the floor: R = log P(nu / 2) - log P(nu)."""
+    is in the band and above the floor: R = log(P(nu / 2) - noise) - log(P(nu) - noise),
+    `noise` a white floor known to be in P (0: none taken off; it must be below `floor`)."""
     n = P.shape[0]
     m = np.fft.fftfreq(n) * n                     # integer bin indices, signed
     my, mx = np.meshgrid(m, m, indexing="ij")
@@ -125,7 +187,7 @@ def cross_scale_ratios(P, floor):
             & (P > floor))
     half = P[(my[keep] // 2).astype(int) % n, (mx[keep] // 2).astype(int) % n]
     ok = half > floor
-    R = np.log(half[ok]) - np.log(P[keep][ok])
+    R = np.log(half[ok] - noise) - np.log(P[keep][ok] - noise)
     return nu_y[keep][ok], nu_x[keep][ok], R
 
 
@@ -185,19 +247,116 @@ def clamp_cov(cov, scale):
     return vecs @ np.diag(vals) @ vecs.T
 
 
+def _cov(s1, s2, theta):
+    c, s = math.cos(theta), math.sin(theta)
+    rot = np.array([[c, -s], [s, c]])
+    return rot @ np.diag([s1 * s1, s2 * s2]) @ rot.T
+
+
+def _axes(cov):
+    """(sigma1 >= sigma2, theta of sigma1's axis in [0, pi)) of a covariance."""
+    vals, vecs = np.linalg.eigh(cov)
+    return (math.sqrt(max(vals[1], 0.0)), math.sqrt(max(vals[0], 0.0)),
+            math.atan2(vecs[1, 1], vecs[0, 1]) % math.pi)
+
+
+def alias_log_spectrum(cov, nu_y, nu_x, scale, orders=ALIAS_ORDERS, alpha=SCENE_ALPHA):
+    """log of the low-resolution spectrum at (nu_y, nu_x) of a power-law scene |w|^-alpha
+    blurred by the Gaussian of covariance `cov` (x, y; high-resolution pixels) and sampled
+    every `scale` pixels: the aliases within `orders` periods each way summed, the scene's
+    own |nu|^-alpha taken off (so that without aliasing this is log|K(nu / s)|^2)."""
+    return _AliasModel(nu_y, nu_x, scale, orders, alpha)(cov)
+
+
+class _AliasModel:
+    """alias_log_spectrum at fixed frequencies, for many covariances (the refinement's
+    inner loop): the aliases' quadratic terms and scene weights computed once."""
+
+    def __init__(self, nu_y, nu_x, scale, orders=ALIAS_ORDERS, alpha=SCENE_ALPHA):
+        a = 2 * np.pi * np.arange(-orders, orders + 1)
+        wy = (nu_y[None, None, :] + a[:, None, None]).repeat(len(a), 1)
+        wx = (nu_x[None, None, :] + a[None, :, None]).repeat(len(a), 0)
+        wy, wx = wy.reshape(-1, len(nu_y)), wx.reshape(-1, len(nu_x))
+        inv = 1.0 / (scale * scale)
+        self.q = np.stack([wx * wx * inv, 2 * wx * wy * inv, wy * wy * inv])
+        self.weight = (wy * wy + wx * wx) ** (-alpha / 2)
+        self.offset = alpha / 2 * np.log(nu_y * nu_y + nu_x * nu_x)
+
+    def __call__(self, cov):
+        e = np.exp(-(cov[0, 0] * self.q[0] + cov[0, 1] * self.q[1] + cov[1, 1] * self.q[2]))
+        return np.log((e * self.weight).sum(axis=0) + 1e-300) + self.offset
+
+
+def refine_gaussian(y, scale, seed=0, grey=False, groups=GROUPS, start=None):
+    """The refined fit of the module docstring on the luma y: (sigma1, sigma2, theta, info).
+    `start` (a covariance) replaces the closed-form start on the grouped data. None when the
+    grouped spectra leave too few frequencies."""
+    from scipy.optimize import minimize
+
+    noise = LUMA_NOISE["grey" if grey else "colour"] * (1.0 / 255.0) ** 2 / 12.0
+    floor = FLOOR * (1.0 / 255.0) ** 2 / 12.0
+    parts = [cross_scale_ratios(P, floor, noise) for P in welch_groups(y, groups, seed=seed)]
+    parts = [p for p in parts if len(p[2]) >= 6]
+    if not parts or sum(len(p[2]) for p in parts) < 12:
+        return None
+    nu_y, nu_x, R = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    # scene terms (1, cos 2 phi, sin 2 phi) for each group of tiles
+    D = np.zeros((len(R), 3 * len(parts)))
+    o = 0
+    for g, p in enumerate(parts):
+        D[o:o + len(p[2]), 3 * g:3 * g + 3] = _design(p[0], p[1])
+        o += len(p[2])
+    proj = np.linalg.pinv(D)
+    if start is None:
+        c = 3.0 / (4.0 * scale * scale)
+        K = np.stack([c * nu_x * nu_x, c * 2 * nu_x * nu_y, c * nu_y * nu_y], 1)
+        sol, *_ = np.linalg.lstsq(np.concatenate([D, K], 1), R, rcond=None)
+        start = np.array([[sol[-3], sol[-2]], [sol[-2], sol[-1]]])
+    s1, s2, theta = _axes(clamp_cov(start, scale))
+    lo, hi = math.log(MIN_SIGMA), math.log(MAX_SIGMA_PER_SCALE * scale)
+    r2 = (nu_y * nu_y + nu_x * nu_x) ** (SCENE_ALPHA / 2)
+    white_lo, white_hi = -12.0, 3.0  # log of the white ratio's range
+
+    def unpack(p):
+        return (math.exp(min(max(p[0], lo), hi)), math.exp(min(max(p[1], lo), hi)), p[2],
+                math.exp(min(max(p[3], white_lo), white_hi)))
+
+    at_half, at_nu = _AliasModel(nu_y / 2, nu_x / 2, scale), _AliasModel(nu_y, nu_x, scale)
+
+    def residual(p):
+        a, b, t, white = unpack(p)
+        cov = _cov(a, b, t)
+        pred = at_half(cov) - at_nu(cov) + np.log((2.0 ** SCENE_ALPHA / r2 + white) / (1.0 / r2 + white))
+        d = R - pred
+        d = d - D @ (proj @ d)
+        return float(np.mean(d * d))
+
+    x0 = [math.log(max(s1, MIN_SIGMA)), math.log(max(s2, MIN_SIGMA)), theta, -6.0]
+    res = minimize(residual, x0, method="Nelder-Mead",
+                   options=dict(xatol=1e-3, fatol=1e-8, maxfev=REFINE_EVALS))
+    a, b, t, white = unpack(res.x)
+    s1, s2, theta = _axes(_cov(a, b, t))
+    return s1, s2, theta, {"refine_residual": float(res.fun), "refine_evals": int(res.nfev),
+                           "white_ratio": white, "refine_bins": int(len(R)), "groups": len(parts)}
+
+
 def estimate_kernel(img, scale=2.0, seed=0, progress=None):
     """Estimate the kernel that downscaled `img` (float HxWx3 in [0, 1]) by `scale`.
 
     Deterministic for a seed (the seed only picks the tiles of a very large image), and
-    fast (tens of milliseconds for a photo of a few hundred pixels a side; at most
-    MAX_TILES tiles are read). progress(done, total, label), when given, is called after
-    each of the three phases. Returns a KernelEstimate."""
-    from .degradation import gaussian_from_cov, protocol_size
+    fast (tens of milliseconds for a photo of a few hundred pixels a side, the refinement
+    included; at most MAX_TILES tiles are read; the first call also imports scipy.optimize).
+    progress(done, total, label), when given, is called after each of the three phases.
+    Returns a KernelEstimate: sigma1/sigma2/theta and `gaussian` are the refined fit's
+    (`info["closed_form"]` has the closed form's, `info` the refinement's figures); the
+    bicubic-or-not decision and the two residuals are the closed form's."""
+    from .degradation import gaussian_from_cov, gaussian_kernel, protocol_size
 
     t0 = time.perf_counter()
     scale = float(scale)
     if not (scale > 1):
         raise UserError(f"kernel estimation needs a scale > 1, got {scale}")
+    img = np.asarray(img)
     y = luma(img)
     P = welch_spectrum(y, seed=seed)
     if progress:
@@ -208,19 +367,27 @@ def estimate_kernel(img, scale=2.0, seed=0, progress=None):
         raise UserError("the image has too little detail to estimate its kernel; give --kernel FILE or none")
     cov, _ = fit_gaussian(nu_y, nu_x, R, scale)
     cov = clamp_cov(cov, scale)
-    gauss = gaussian_from_cov(cov, protocol_size(scale))
+    closed = gaussian_from_cov(cov, protocol_size(scale))
+    s1, s2, theta = _axes(cov)
+    info = {"closed_form": {"sigma1": s1, "sigma2": s2, "theta": theta}}
+    grey = img.ndim == 2 or img.shape[2] < 3 or bool(
+        np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]))
+    refined = refine_gaussian(y, scale, seed=seed, grey=grey)
+    if refined is not None:
+        s1, s2, theta, more = refined
+        info.update(more)
+    gauss = gaussian_kernel(s1, s2, theta, protocol_size(scale))
     if progress:
         progress(2, 3, "Gaussian fit")
-    res_g = kernel_residual(gauss, nu_y, nu_x, R, scale)
+    # bicubic or not: the closed-form Gaussian's residual against bicubic's
+    res_g = kernel_residual(closed, nu_y, nu_x, R, scale)
     res_b = kernel_residual(bicubic_kernel(scale), nu_y, nu_x, R, scale)
     if progress:
         progress(3, 3, "bicubic or not")
-    vals, vecs = np.linalg.eigh(cov)
-    theta = math.atan2(vecs[1, 1], vecs[0, 1]) % math.pi
     is_bic = res_b <= BICUBIC_MARGIN * res_g
-    return KernelEstimate(kernel=None if is_bic else gauss, gaussian=gauss, sigma1=math.sqrt(vals[1]),
-                          sigma2=math.sqrt(vals[0]), theta=theta, residual_gaussian=res_g, residual_bicubic=res_b,
-                          bins=int(len(R)), seconds=time.perf_counter() - t0, scale=scale)
+    return KernelEstimate(kernel=None if is_bic else gauss, gaussian=gauss, sigma1=s1, sigma2=s2, theta=theta,
+                          residual_gaussian=res_g, residual_bicubic=res_b, bins=int(len(R)),
+                          seconds=time.perf_counter() - t0, scale=scale, info=info)
 
 
 def kernel_transforms(kernel, tol=0.1):
