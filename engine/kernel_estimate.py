@@ -69,8 +69,9 @@ ALIAS_ORDERS = 1      # aliases summed each way: (2 a + 1)^2 terms
 SCENE_ALPHA = 2.0     # power-law exponent of the scene in the alias model
 # variance of the luma's rounding noise, in units of (1/255)^2 / 12: BT.601's weights
 # (0.2568, 0.5041, 0.0979) squared and summed for independently rounded channels; their
-# sum (0.8588) squared when the image is grey (one rounding shared by the three)
-LUMA_NOISE = {"colour": 0.330, "grey": 0.7376}
+# sum (0.8588) squared when the image is grey (one rounding shared by the three); 1 for a
+# single channel (taken as it is)
+LUMA_NOISE = {"colour": 0.330, "grey": 0.7376, "single": 1.0}
 REFINE_EVALS = 1200   # Nelder-Mead's budget of model evaluations
 
 
@@ -291,13 +292,15 @@ class _AliasModel:
         return np.log((e * self.weight).sum(axis=0) + 1e-300) + self.offset
 
 
-def refine_gaussian(y, scale, seed=0, grey=False, groups=GROUPS, start=None):
+def refine_gaussian(y, scale, seed=0, channels="colour", groups=None, start=None):
     """The refined fit of the module docstring on the luma y: (sigma1, sigma2, theta, info).
+    `channels` (a key of LUMA_NOISE) says what y was made of, for its rounding noise.
     `start` (a covariance) replaces the closed-form start on the grouped data. None when the
     grouped spectra leave too few frequencies."""
     from scipy.optimize import minimize
 
-    noise = LUMA_NOISE["grey" if grey else "colour"] * (1.0 / 255.0) ** 2 / 12.0
+    groups = GROUPS if groups is None else groups
+    noise = LUMA_NOISE[channels] * (1.0 / 255.0) ** 2 / 12.0
     floor = FLOOR * (1.0 / 255.0) ** 2 / 12.0
     parts = [cross_scale_ratios(P, floor, noise) for P in welch_groups(y, groups, seed=seed)]
     parts = [p for p in parts if len(p[2]) >= 6]
@@ -305,11 +308,13 @@ def refine_gaussian(y, scale, seed=0, grey=False, groups=GROUPS, start=None):
         return None
     nu_y, nu_x, R = (np.concatenate([p[i] for p in parts]) for i in range(3))
     # scene terms (1, cos 2 phi, sin 2 phi) for each group of tiles
-    D = np.zeros((len(R), 3 * len(parts)))
+    blocks = [_design(p[0], p[1]) for p in parts]
+    width = blocks[0].shape[1]
+    D = np.zeros((len(R), width * len(parts)))
     o = 0
-    for g, p in enumerate(parts):
-        D[o:o + len(p[2]), 3 * g:3 * g + 3] = _design(p[0], p[1])
-        o += len(p[2])
+    for g, b in enumerate(blocks):
+        D[o:o + len(b), width * g:width * (g + 1)] = b
+        o += len(b)
     proj = np.linalg.pinv(D)
     if start is None:
         c = 3.0 / (4.0 * scale * scale)
@@ -396,9 +401,13 @@ def estimate_kernel(img, scale=2.0, seed=0, progress=None):
     closed = gaussian_from_cov(cov, protocol_size(scale))
     s1, s2, theta = _axes(cov)
     info = {"closed_form": {"sigma1": s1, "sigma2": s2, "theta": theta}}
-    grey = img.ndim == 2 or img.shape[2] < 3 or bool(
-        np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]))
-    refined = refine_gaussian(y, scale, seed=seed, grey=grey)
+    if img.ndim == 2 or img.shape[2] < 3:
+        channels = "single"
+    elif np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
+        channels = "grey"
+    else:
+        channels = "colour"
+    refined = refine_gaussian(y, scale, seed=seed, channels=channels)
     if refined is not None:
         s1, s2, theta, more = refined
         info.update(more)
