@@ -149,6 +149,9 @@ class Trainer:
         too (gradual super-resolution); start: a Network whose weights to start from;
         factor: (sy, sx) to learn instead of cfg.scale on both axes (the anisotropic chain;
         with cfg.anisotropic the sources are pooled by `data.SOURCE_LEVELS`)."""
+        from . import warm
+
+        warm.start()  # a first run on this machine: half of the kernels compile in a child (warm.py)
         self.cfg = cfg
         self.img = shrink_to(np.ascontiguousarray(img, np.float32), cfg.max_side)
         self.kernel = kernel

@@ -1,0 +1,51 @@
+"""The first run's compilation shared with a child process (engine/warm.py)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+# after a tiny training job, in a process whose cache the warming child filled first: how
+# each warmed kernel was obtained (cache hits, compilations)
+_JOB = textwrap.dedent("""
+    import numpy as np
+    from zssr.engine import warm
+    from zssr.engine.train import Trainer, TrainConfig
+    assert not warm.is_cold()
+    img = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
+    Trainer(img, TrainConfig.make("zssr", iters=2, crop=12, eval_every=0, anisotropic=False, gradual=1)).run()
+    for d in warm._kernels():
+        print(d.py_func.__name__, sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values()))
+""")
+
+
+def test_the_child_compiles_what_the_job_then_loads_from_the_cache(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), ZSSR_NO_WARM="1")
+    run = lambda code: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,  # noqa: E731
+                                      timeout=600)
+    r = run("from zssr.engine import warm; print(warm.is_cold())")
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
+    r = subprocess.run([sys.executable, "-m", "zssr.engine.warm"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    r = run(_JOB)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines()]
+    assert len(rows) == 6
+    for name, hits, misses in rows:  # every warmed kernel came from the cache, none was compiled again
+        assert int(hits) >= 1 and int(misses) == 0, (name, hits, misses)
+
+
+def test_start_launches_only_on_a_cold_cache(tmp_path, monkeypatch):
+    from zssr.engine import warm
+
+    launched = []
+    monkeypatch.setattr(warm.subprocess, "Popen", lambda *a, **k: launched.append(a) or "child")
+    monkeypatch.setattr(warm, "_started", False)
+    monkeypatch.setattr(warm, "is_cold", lambda: False)
+    assert warm.start() is None and launched == []
+    monkeypatch.setattr(warm, "_started", False)
+    monkeypatch.setattr(warm, "is_cold", lambda: True)
+    assert warm.start() == "child" and launched[0][0][1:] == ["-m", "zssr.engine.warm"]
+    assert warm.start() is None and len(launched) == 1  # once per process
+    monkeypatch.setattr(warm, "_started", False)
+    monkeypatch.setenv("ZSSR_NO_WARM", "1")
+    assert warm.start() is None and len(launched) == 1
