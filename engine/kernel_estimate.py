@@ -70,8 +70,8 @@ SCENE_ALPHA = 2.0     # power-law exponent of the scene in the alias model
 # variance of the luma's rounding noise, in units of (1/255)^2 / 12: BT.601's weights
 # (0.2568, 0.5041, 0.0979) squared and summed for independently rounded channels; their
 # sum (0.8588) squared when the image is grey (one rounding shared by the three); 1 for a
-# single channel (taken as it is)
-LUMA_NOISE = {"colour": 0.330, "grey": 0.7376, "single": 1.0}
+# single channel (taken as it is); 0 for an image not on 8-bit levels
+LUMA_NOISE = {"colour": 0.330, "grey": 0.7376, "single": 1.0, "unrounded": 0.0}
 REFINE_EVALS = 1200   # Nelder-Mead's budget of model evaluations
 
 
@@ -401,7 +401,10 @@ def estimate_kernel(img, scale=2.0, seed=0, progress=None):
     closed = gaussian_from_cov(cov, protocol_size(scale))
     s1, s2, theta = _axes(cov)
     info = {"closed_form": {"sigma1": s1, "sigma2": s2, "theta": theta}}
-    if img.ndim == 2 or img.shape[2] < 3:
+    v = np.asarray(img[::7, ::7], np.float64) * 255.0
+    if not np.allclose(v, np.round(v), atol=1e-3):
+        channels = "unrounded"  # not on 8-bit levels (16-bit or float input): no rounding floor
+    elif img.ndim == 2 or img.shape[2] < 3:
         channels = "single"
     elif np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
         channels = "grey"
