@@ -97,7 +97,8 @@ class Network:
         self._wT9 = [np.zeros((9, co, K.padded_channels(ci, self.dtype)), self.dtype)
                      for ci, co in zip(self.widths_in, self.widths_out)]
         self._parts = [K.Partials(ci, co, self.dtype) for ci, co in zip(self.widths_in, self.widths_out)]
-        # convolutions: "auto", "direct", "winograd" (F(2x2)) or "winograd4" (F(4x4)) on the wide layers
+        # convolutions: "auto", "direct", "winograd" (F(2x2)), "winograd4" (F(4x4)) or "winograd4bf16"
+        # (F(4x4) with bfloat16 products; float32 on AVX-512 BF16 CPUs) on the wide layers
         self.algorithm = "auto"
         self._zero_bias = [np.zeros(K.padded_channels(ci, self.dtype), self.dtype) for ci in self.widths_in]
         self._cache = OrderedDict()
