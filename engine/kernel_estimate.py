@@ -117,9 +117,9 @@ def luma(img):
     return (16.0 + 65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
 
 
-def welch_spectrum(y, tile=TILE, max_tiles=MAX_TILES, seed=0):
-    """Averaged periodogram of Hann-windowed, mean-removed tiles (half overlapping) of the
-    2-D array y; a white noise of variance v gives v at every frequency."""
+def _tiles(y, tile, max_tiles, seed):
+    """The corners of the half-overlapping tile x tile tiles of y (at most max_tiles, picked
+    by the seed when there are more) and the 2-D Hann window."""
     h, w = y.shape
     if h < tile or w < tile:
         raise UserError(f"the image ({h}x{w}) is too small to estimate its kernel: it needs at least "
@@ -131,7 +131,13 @@ def welch_spectrum(y, tile=TILE, max_tiles=MAX_TILES, seed=0):
     if len(corners) > max_tiles:
         pick = np.random.default_rng(seed).choice(len(corners), max_tiles, replace=False)
         corners = corners[np.sort(pick)]
-    win = np.outer(np.hanning(tile), np.hanning(tile))
+    return corners, np.outer(np.hanning(tile), np.hanning(tile))
+
+
+def welch_spectrum(y, tile=TILE, max_tiles=MAX_TILES, seed=0):
+    """Averaged periodogram of Hann-windowed, mean-removed tiles (half overlapping) of the
+    2-D array y; a white noise of variance v gives v at every frequency."""
+    corners, win = _tiles(y, tile, max_tiles, seed)
     acc = np.zeros((tile, tile))
     for a in range(0, len(corners), 256):
         batch = np.stack([y[i:i + tile, j:j + tile] for i, j in corners[a:a + 256]])
@@ -145,18 +151,7 @@ def welch_groups(y, groups, tile=TILE, max_tiles=MAX_TILES, seed=0):
     mean power between 4 and 8 bins, where every kernel of the protocol still passes
     something): a list of averaged periodograms, smoothest tiles first. The same tiles as
     welch_spectrum (the seed picks them when there are more than max_tiles)."""
-    h, w = y.shape
-    if h < tile or w < tile:
-        raise UserError(f"the image ({h}x{w}) is too small to estimate its kernel: it needs at least "
-                        f"{tile}x{tile} pixels")
-    step = tile // 2
-    ys = np.arange(0, h - tile + 1, step)
-    xs = np.arange(0, w - tile + 1, step)
-    corners = np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
-    if len(corners) > max_tiles:
-        pick = np.random.default_rng(seed).choice(len(corners), max_tiles, replace=False)
-        corners = corners[np.sort(pick)]
-    win = np.outer(np.hanning(tile), np.hanning(tile))
+    corners, win = _tiles(y, tile, max_tiles, seed)
     m = np.fft.fftfreq(tile) * tile
     r = np.hypot(m[:, None], m[None, :])
     band = (r >= 4) & (r <= 8)
