@@ -182,20 +182,60 @@ def _forward_kernel(xp, U, bias, yp, post, mask, V, M, patch, Y, L):
 
 
 @jit
+def _patch_source(xp, xf, n, ty, tx, C, pt):
+    """Where the 6x6 patch at padded rows 4ty.., columns 4tx.. of image n is read: the
+    buffer itself, or past its bottom or right edge a zero-padded copy in pt (6, 6, C).
+    ty < 0: a patch of zeros. Returns (flat array, base, row stride, column stride)."""
+    N, Hp, Wp, Cx = xp.shape
+    nrows = min(6, Hp - 4 * ty) if ty >= 0 else 0
+    ncols = min(6, Wp - 4 * tx) if ty >= 0 else 0
+    if nrows == 6 and ncols == 6:
+        return xf, ((n * Hp + 4 * ty) * Wp + 4 * tx) * Cx, Wp * Cx, Cx
+    pt[...] = 0.0
+    for r in range(nrows):
+        for c in range(ncols):
+            pt[r, c, :] = xp[n, 4 * ty + r, 4 * tx + c, :C]
+    return pt.reshape(pt.size), 0, 6 * C, C
+
+
+@jit
+def _dy_source(dyp, df, n, ty, tx, gt):
+    """Where the 4x4 block of dy at padded rows 4ty+1.., columns 4tx+1.. is read (zeros
+    past the image, or for a missing block: ty < 0): (flat array, base, row stride, column stride)."""
+    N, Hp, Wp, Co = dyp.shape
+    H = Hp - 2
+    W = Wp - 2
+    nr = min(4, H - 4 * ty) if ty >= 0 else 0
+    nc = min(4, W - 4 * tx) if ty >= 0 else 0
+    if nr == 4 and nc == 4:
+        return df, ((n * Hp + 4 * ty + 1) * Wp + 4 * tx + 1) * Co, Wp * Co, Co
+    gt[...] = 0.0
+    for r in range(nr):
+        for c in range(nc):
+            gt[r, c, :] = dyp[n, 4 * ty + 1 + r, 4 * tx + 1 + c, :]
+    return gt.reshape(gt.size), 0, 4 * Co, Co
+
+
+@jit
+def _add_bias_grad(dyp, df, n, ty, tx, dbt):
+    """dbt (Co,) += the sum of dy over the 4x4 block at padded rows 4ty+1.., columns 4tx+1..
+    (its pixels inside the image)."""
+    N, Hp, Wp, Co = dyp.shape
+    nr = min(4, Hp - 2 - 4 * ty)
+    nc = min(4, Wp - 2 - 4 * tx)
+    for r in range(nr):
+        for c in range(nc):
+            g = df[((n * Hp + 4 * ty + 1 + r) * Wp + 4 * tx + 1 + c) * Co:((n * Hp + 4 * ty + 1 + r) * Wp + 4 * tx + 2 + c) * Co]
+            for o in range(Co):
+                dbt[o] += g[o]
+
+
+@jit
 def _input_patch(xp, xf, n, ty, tx, Ci, pt, vf, t, txb, L):
     """V[:, t, :] = B^T d B for the 6x6 patch at padded rows 4ty.., columns 4tx.. of image n;
     past the bottom or right edge, of a zero-padded copy of the patch."""
-    N, Hp, Wp, Cx = xp.shape
-    nrows = min(6, Hp - 4 * ty)
-    ncols = min(6, Wp - 4 * tx)
-    if nrows == 6 and ncols == 6:
-        wino4_in(xf, ((n * Hp + 4 * ty) * Wp + 4 * tx) * Cx, Wp * Cx, Cx, Ci // L, vf, t * Ci, txb * Ci)
-    else:
-        pt[...] = 0.0
-        for r in range(nrows):
-            for c in range(ncols):
-                pt[r, c, :] = xp[n, 4 * ty + r, 4 * tx + c, :Ci]
-        wino4_in(pt.reshape(pt.size), 0, 6 * Ci, Ci, Ci // L, vf, t * Ci, txb * Ci)
+    src, base, rs, cs = _patch_source(xp, xf, n, ty, tx, Ci, pt)
+    wino4_in(src, base, rs, cs, Ci // L, vf, t * Ci, txb * Ci)
 
 
 @jit
@@ -306,22 +346,9 @@ def _wgrad_chunk(xp, dyp, p36, dbt, Vt, Dt, pt, gt, L, b0, nb):
         ty = (b // TX) % TY
         tx = b % TX
         _input_patch(xp, xf, n, ty, tx, Ci, pt, vf, t, txb, L)
-        # the dy block (padded rows 4ty+1.., columns 4tx+1..); past the image, zeros
-        nr = min(4, H - 4 * ty)
-        nc = min(4, W - 4 * tx)
-        if nr == 4 and nc == 4:
-            wino4_dy(df, ((n * Hp + 4 * ty + 1) * Wp + 4 * tx + 1) * Co, Wp * Co, Co, Co // L, gf, t * Co, txb * Co)
-        else:
-            gt[...] = 0.0
-            for r in range(nr):
-                for c in range(nc):
-                    gt[r, c, :] = dyp[n, 4 * ty + 1 + r, 4 * tx + 1 + c, :]
-            wino4_dy(gt.reshape(gt.size), 0, 4 * Co, Co, Co // L, gf, t * Co, txb * Co)
-        for r in range(nr):
-            for c in range(nc):
-                g = df[((n * Hp + 4 * ty + 1 + r) * Wp + 4 * tx + 1 + c) * Co:((n * Hp + 4 * ty + 1 + r) * Wp + 4 * tx + 2 + c) * Co]
-                for o in range(Co):
-                    dbt[o] += g[o]
+        g, gb, grs, gcs = _dy_source(dyp, df, n, ty, tx, gt)  # the dy block; past the image, zeros
+        wino4_dy(g, gb, grs, gcs, Co // L, gf, t * Co, txb * Co)
+        _add_bias_grad(dyp, df, n, ty, tx, dbt)
     for xi in range(36):
         for cb in range(Co // bw):
             # rows: input channels i (stride 1 in V); K: the blocks (stride Ci)
