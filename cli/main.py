@@ -80,6 +80,7 @@ Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles
 Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
 TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr and fast presets: each step trains anew on the previous step's result (ZSSR's gradual super-resolution). Default: zssr and fast at most x2 per step (x4 in 2), seed 1.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
+Precision = Annotated[Optional[str], typer.Option("--precision", help="Products of the networks' wide layers in inference: auto (bfloat16 on CPUs with AVX-512 BF16, else float32; default), float32, or bfloat16. Training is always float32. bfloat16 measured 37.443 dB on Set5 x2 against 37.447 and cuts inference time by a quarter. Default from ZSSR_PRECISION.")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 
 
@@ -89,6 +90,22 @@ def _train_overrides(iters=None, epochs=None, time_budget=None, lr=None, optimiz
     return dict(iters=iters, epochs=epochs, time_budget=time_budget, lr=lr, optimizer=optimizer, momentum=momentum,
                 loss=loss, bias=bias, crop=crop, max_side=max_side, noise=noise, seed=seed, scale=scale,
                 schedule=schedule, gradual=gradual, anisotropic=anisotropic)
+
+
+def _set_precision(precision):
+    """Apply --precision (else ZSSR_PRECISION, else auto) to this process and to the worker
+    processes it starts (through the environment). Returns "float32" or "bfloat16"."""
+    from zssr.engine.errors import UserError
+    from zssr.engine.kernels import conv3x3
+
+    value = (precision if precision is not None else os.environ.get("ZSSR_PRECISION", "")).strip().lower() or "auto"
+    try:
+        used = conv3x3.set_precision(value)
+    except ValueError as e:
+        where = "--precision" if precision is not None else "ZSSR_PRECISION"
+        raise UserError(f"{where}: {e}") from None
+    os.environ["ZSSR_PRECISION"] = value
+    return used
 
 
 def _parse_size(size):
@@ -277,6 +294,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue from this checkpoint (same image and options).")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the loss curve as a PNG.")] = None,
     log: Annotated[Optional[Path], typer.Option("--log", help="Write metrics per iteration as CSV.")] = None,
+    precision: Precision = None,
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
@@ -292,6 +310,8 @@ def train(
     from zssr.engine import checkpoint
     from zssr.engine.memory import check_training, parse_max_memory
     from zssr.engine.train import TrainConfig
+
+    _set_precision(precision)
 
     inp = _load_rgb(image)
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
@@ -355,6 +375,7 @@ def infer(
     back_projection: BackProj = None,
     tile: Tile = None,
     compare: Compare = None,
+    precision: Precision = None,
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
@@ -367,6 +388,8 @@ def infer(
     import zssr
     from zssr.engine.infer import scale_schedule
     from zssr.engine.job import save_result
+
+    _set_precision(precision)
 
     _check_scale(scale, size)
     target = _parse_size(size) if size else None
@@ -419,6 +442,7 @@ def upscale(
     tile: Tile = None,
     save_model: Annotated[Optional[Path], typer.Option("--save-model", help="Also save the trained model (.npz).")] = None,
     compare: Compare = None,
+    precision: Precision = None,
     max_memory: MaxMemory = None,
     force: Force = False,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Folder: local worker processes, one image each at a time (default: one per core, at most one per image; 1 runs in this process).")] = None,
@@ -435,6 +459,7 @@ def upscale(
     from zssr.engine.memory import parse_max_memory
     from zssr.engine.train import TrainConfig
 
+    used = _set_precision(precision)
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
                                                       crop, max_side, noise, seed, scale, schedule, gradual,
                                                       anisotropic))
@@ -474,7 +499,7 @@ def upscale(
         typer.echo(f"zssr: {e}", err=True)
     typer.echo(f"wrote {output} ({r['shape'][0]}x{r['shape'][1]}); trained {r['iterations']} iterations "
                f"in {r['train_seconds']:.1f} s, {r['seconds']:.1f} s in all")
-    typer.echo(f"time by phase: {r['phase_summary']}")
+    typer.echo(f"time by phase: {r['phase_summary']}; inference in {used} products (--precision)")
 
 
 def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force, workers=None,
@@ -487,7 +512,8 @@ def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projectio
 
         r = upscale_folder(folder, outdir, cfg, kernel=kernel, steps=steps, ensemble=ensemble,
                            back_projection=back_projection, tile=tile, force=force, workers=workers,
-                           scheduler=scheduler, progress=progress, max_memory=max_memory)
+                           scheduler=scheduler, progress=progress, max_memory=max_memory,
+                           precision=os.environ.get("ZSSR_PRECISION"))
     if r["workers"]:
         threads = sorted(set(r["threads"].values()))
         where = f"the cluster at {scheduler}" if scheduler else "a local cluster"
@@ -519,6 +545,7 @@ def eval_(
     degradation: Annotated[str, typer.Option("--degradation", help="bicubic (the literature's protocol) or random (the README's random-kernel protocol: blind super-resolution).")] = "bicubic",
     kernel: Annotated[Optional[str], typer.Option("--kernel", help="What the super-resolution assumes, comma-separated: bicubic, true, estimate (random degradation: default all three); with bicubic degradation only 'estimate'.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    precision: Precision = None,
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
@@ -533,6 +560,8 @@ def eval_(
     from zssr.engine.evaluate import evaluate_folder, format_table
     from zssr.engine.job import planned_iterations, train_and_upscale
     from zssr.engine.train import TrainConfig
+
+    _set_precision(precision)
 
     cfg = TrainConfig.make(preset, **_train_overrides(iters=iters, time_budget=time_budget, seed=seed, scale=float(scale),
                                                       schedule=schedule, gradual=gradual, anisotropic=anisotropic))

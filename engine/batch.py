@@ -146,6 +146,7 @@ def upscale_task(name, data, cfg, opts, host_processes, src_label, dst_label):
             dst.parent.mkdir()
             src.write_bytes(data)
             opts = dict(opts, max_memory=worker_max_memory(opts.get("max_memory")))
+            _apply_precision(opts.pop("precision", None))
             r = upscale_file(src, dst, cfg, force=True, **opts)
             out.update(ok=True, data=dst.read_bytes(), iterations=r["iterations"], shape=r["shape"])
         except Exception as e:  # noqa: BLE001 - reported, never raised: the other images go on
@@ -185,10 +186,24 @@ def _connect(scheduler, workers):
     return client, cluster
 
 
+def _apply_precision(precision):
+    """set_precision in this (worker) process; a CPU without AVX-512 BF16 asked for
+    "bfloat16" is a UserError (reported per image)."""
+    if precision is None:
+        return
+    from .kernels import conv3x3
+
+    try:
+        conv3x3.set_precision(precision)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def _run_in_process(todo, cfg, opts, result, progress):
     from .job import upscale_file
 
     opts = dict(opts, max_memory=worker_max_memory(opts.get("max_memory")))
+    _apply_precision(opts.pop("precision", None))
     for i, (src, dst) in enumerate(todo):
         try:
             upscale_file(src, dst, cfg, force=True, **opts)
@@ -273,7 +288,7 @@ def _submit_and_collect(client, todo, cfg, opts, result, progress):
 
 
 def upscale_folder(folder, outdir, cfg, kernel=None, steps=1, ensemble=None, back_projection=None, tile=None,
-                   force=False, workers=None, scheduler=None, progress=None, max_memory=None):
+                   force=False, workers=None, scheduler=None, progress=None, max_memory=None, precision=None):
     """Upscale every image of `folder` into `outdir` (same file names), training on each one
     with the TrainConfig `cfg`. Outputs that exist are kept unless `force`.
 
@@ -282,7 +297,9 @@ def upscale_folder(folder, outdir, cfg, kernel=None, steps=1, ensemble=None, bac
     None). progress(done, total, name) is called as images finish, in completion order, and
     once with (0, total, None) before the first. max_memory: bytes per image (None: 3/4 of
     the machine), on a Dask worker at most the worker's memory limit; an image whose job
-    would need more fails before any work, with the figures.
+    would need more fails before any work, with the figures. precision: inference's
+    products on every worker ("auto", "float32", "bfloat16"; None: each process's own
+    setting, see conv3x3.set_precision); "auto" is decided by each worker's CPU.
 
     Returns {"done": [names], "skipped": [names], "failed": [(name, one-line reason)],
     "workers": processes used (0: this process), "threads": {worker address: Numba threads}}.
@@ -306,7 +323,7 @@ def upscale_folder(folder, outdir, cfg, kernel=None, steps=1, ensemble=None, bac
     if progress:
         progress(0, len(todo), None)
     opts = dict(kernel=kernel, steps=steps, ensemble=ensemble, back_projection=back_projection, tile=tile,
-                max_memory=max_memory)
+                max_memory=max_memory, precision=precision)
     if workers is None:
         workers = min(len(todo), cores())
     if scheduler or workers > 1:

@@ -288,7 +288,10 @@ def train_case(size, torch=None, seed=0, algorithm="auto"):
 
 def predict_case(size, torch=None, seed=0, algorithm="auto"):
     """Inference of the 8 x 64 network on one size x size image (the engine writes into a
-    preallocated output; PyTorch runs under ``torch.no_grad()``; ``net.algorithm``)."""
+    preallocated output; PyTorch runs under ``torch.no_grad()``; ``net.algorithm``, "auto"
+    meaning the training's float32 products here, so that both sides do the same arithmetic:
+    name "winograd4bf16" to time the bfloat16 products that `zssr upscale` uses by default
+    on AVX-512 BF16 CPUs)."""
     size = _check_size("predict", size)
     rng = np.random.default_rng(seed)
     x = rng.random((size, size, 3), dtype=np.float32)
@@ -297,7 +300,7 @@ def predict_case(size, torch=None, seed=0, algorithm="auto"):
     net.algorithm = algorithm
 
     def ours():
-        return net.predict(x, out=out)
+        return net.predict(x, out=out, exact=True)
 
     peer = None
     if torch is not None:

@@ -194,7 +194,7 @@ def _tiles(n, tile, depth):
     return out, wn
 
 
-def apply_network(net, img, ensemble=False, tile=None, transforms=None):
+def apply_network(net, img, ensemble=False, tile=None, transforms=None, exact=False):
     """out = net(img), optionally the median over the 8 flips/rotations, optionally tiled.
 
     Parameters
@@ -211,6 +211,9 @@ def apply_network(net, img, ensemble=False, tile=None, transforms=None):
     transforms : sequence of dihedral indices (0..7) or None
         The ensemble's members instead of all 8: a network trained on an anisotropic
         factor gets ``data.AXIS_TRANSFORMS`` (no transposes), as ZSSR does.
+    exact : bool
+        The training's arithmetic (float32 products) instead of the inference precision
+        (`conv3x3.set_precision`; see ``Network.predict``).
 
     Returns
     -------
@@ -228,7 +231,7 @@ def apply_network(net, img, ensemble=False, tile=None, transforms=None):
         res = np.empty((wh, ww, 3), net.dtype)
         for y0, y1, wy in rows:
             for x0, x1, wx in cols:
-                net.predict(img[wy:wy + wh, wx:wx + ww], out=res)
+                net.predict(img[wy:wy + wh, wx:wx + ww], out=res, exact=exact)
                 out[y0:y1, x0:x1] = res[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
                 advance((y1 - y0) * (x1 - x0))
         return out
@@ -245,7 +248,7 @@ def apply_network(net, img, ensemble=False, tile=None, transforms=None):
             for i, k in enumerate(ks):
                 xt = dihedral(win, k)
                 r = res[xt.shape[:2]]
-                net.predict(xt, out=r)
+                net.predict(xt, out=r, exact=exact)
                 advance((y1 - y0) * (x1 - x0))
                 cen[i] = dihedral_inverse(r, k)[y0 - wy:y1 - wy, x0 - wx:x1 - wx]
             np.median(cen, axis=0, out=out[y0:y1, x0:x1])

@@ -169,10 +169,12 @@ class Network:
             if backward:
                 K.pack_backward(self.weights[l], self._wT9[l])
 
-    def _alg(self, l, dx=False):
-        """self.algorithm for layer l's convolution (its input gradient's when dx)."""
+    def _alg(self, l, dx=False, inference=False):
+        """self.algorithm for layer l's convolution (its input gradient's when dx; in
+        inference, "auto" follows conv3x3.set_precision)."""
         ci, co = self.widths_in[l], self.widths_out[l]
-        return K.for_layer(self.algorithm, co, ci, self.dtype) if dx else K.for_layer(self.algorithm, ci, co, self.dtype)
+        alg = K.inference_algorithm(self.algorithm, self.dtype) if inference else self.algorithm
+        return K.for_layer(alg, co, ci, self.dtype) if dx else K.for_layer(alg, ci, co, self.dtype)
 
     # -- passes ----------------------------------------------------------------------------
     def forward(self, x):
@@ -242,10 +244,14 @@ class Network:
             return []
         return [l for l in range(self.depth - 1) if not buf.acts[l].any()]
 
-    def predict(self, x, out=None):
+    def predict(self, x, out=None, exact=False):
         """Inference: y = network(x) (+ x). Keeps nothing for backward; reuses its buffers.
 
-        `out`, if given, receives the result (shaped like x) and is returned."""
+        `out`, if given, receives the result (shaped like x) and is returned. With
+        self.algorithm "auto", the wide float32 layers use the inference precision of
+        `conv3x3.set_precision` (bfloat16 products on AVX-512 BF16 CPUs by default);
+        exact=True uses the training's arithmetic instead (float32 products), as the
+        checks made during training do."""
         x4 = self._check_x(x)
         buf = self._buffers(*x4.shape[:3], train=False)
         self._pack()
@@ -255,7 +261,7 @@ class Network:
             last = l == self.depth - 1
             dst = buf.last if last else buf.ping[l % 2]
             K.forward_into(src, self._w9[l], self._bp[l], dst, K.POST_NONE if last else K.POST_RELU,
-                           algorithm=self._alg(l))
+                           algorithm=self._alg(l, inference=not exact))
             src = dst
         y = np.empty(x.shape, self.dtype) if out is None else out
         y4 = y if y.ndim == 4 else y[None]

@@ -246,7 +246,7 @@ class Trainer:
         when it is large, see __init__), against it."""
         from .infer import apply_network
 
-        out = apply_network(self.net, self.recon_in)
+        out = apply_network(self.net, self.recon_in, exact=True)  # training-time checks: float32 products
         with np.errstate(over="ignore", invalid="ignore"):
             return float(np.mean((out - self.recon_img) ** 2))
 

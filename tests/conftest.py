@@ -15,6 +15,19 @@ def write_png(path, arr):
     return path
 
 
+@pytest.fixture(autouse=True)
+def float32_inference(monkeypatch):
+    """Every test runs inference with float32 products (the training's arithmetic), on every
+    CPU, so that its tolerances and bitwise checks mean the same on all machines; the
+    bfloat16 default of AVX-512 BF16 CPUs is tested where a test asks for it
+    (`bf16_inference`, tests/test_precision.py). Set through the environment too, for the
+    CLI run in-process and for child processes (Dask workers, `zssr` subprocesses)."""
+    from zssr.engine.kernels import conv3x3
+
+    monkeypatch.setenv("ZSSR_PRECISION", "float32")
+    monkeypatch.setattr(conv3x3, "AUTO_INFERENCE", "auto")
+
+
 @pytest.fixture
 def small_rgb(tmp_path):
     """A 40x48 RGB PNG with some structure (stripes and a gradient)."""

@@ -104,6 +104,33 @@ def _config(preset, scale, options):
     return TrainConfig.make(preset, scale=float(scale), **options)
 
 
+class _precision:
+    """Within the block, inference uses `precision` ("auto", "float32", "bfloat16"; None:
+    the process's setting, see ``zssr.engine.kernels.conv3x3.set_precision``); restored after."""
+
+    def __init__(self, precision):
+        self.precision = precision
+
+    def __enter__(self):
+        if self.precision is None:
+            return self
+        from .engine.kernels import conv3x3
+
+        self.old = conv3x3.AUTO_INFERENCE
+        try:
+            conv3x3.set_precision(self.precision)
+        except ValueError as e:
+            raise _error(f"precision: {e}") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.precision is not None:
+            from .engine.kernels import conv3x3
+
+            conv3x3.AUTO_INFERENCE = self.old
+        return False
+
+
 def _budget(max_memory):
     from .engine.memory import parse_max_memory
 
@@ -114,7 +141,7 @@ def _budget(max_memory):
 
 
 def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=None, back_projection=None,
-            tile=None, max_memory=None, callback=None, **options):
+            tile=None, max_memory=None, callback=None, precision=None, **options):
     """Train on `image` itself, then upscale it by `scale`: what `zssr upscale` does to a file.
 
     Parameters
@@ -129,6 +156,9 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
     max_memory : GiB the job may use (None: 3/4 of the machine); refused before any work
         (a UserError with the figures) when it cannot fit, tiled smaller when that helps
     callback : callable(trainer) after every training iteration, or None
+    precision : products of the wide layers in inference: 'auto' (bfloat16 on CPUs with
+        AVX-512 BF16, else float32), 'float32' or 'bfloat16'; None: the process's setting
+        (ZSSR_PRECISION, default auto). Training is float32 always.
     **options : training options (TRAIN_OPTIONS), e.g. iters=500, seed=1, max_side=500
 
     Returns
@@ -140,9 +170,10 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
 
     rgb, alpha, like = _to_float(image)
     cfg = _config(preset, scale, options)
-    sr, _, _ = train_and_upscale(rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
-                                 back_projection=back_projection, tile=tile, max_memory=_budget(max_memory),
-                                 callback=callback)
+    with _precision(precision):
+        sr, _, _ = train_and_upscale(rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
+                                     back_projection=back_projection, tile=tile, max_memory=_budget(max_memory),
+                                     callback=callback)
     return _from_float(sr, alpha, like)
 
 
@@ -197,12 +228,13 @@ class Model:
                 f"iterations={self.meta.get('iteration')}, width={self.net.width}, depth={self.net.depth})")
 
     def upscale(self, image, scale=None, size=None, steps=1, ensemble=None, back_projection=None, tile=None,
-                max_memory=None, progress=None):
+                max_memory=None, progress=None, precision=None):
         """Upscale `image` (any layout, as :func:`upscale`) with this network, in `steps`
         equal steps to `scale` or to `size` = (height, width) (neither: the scale it was
         trained for). The loop is the preset's: zssr and fast, per step bicubic up, the
         network, back-projection; seed, the network on the image itself first, then per
-        step bicubic up and the network (steps + 1 passes). progress(i, n) after pass i."""
+        step bicubic up and the network (steps + 1 passes). progress(i, n) after pass i;
+        precision as :func:`upscale`'s."""
         from .engine.infer import seed_loop, super_resolve
         from .engine.job import infer_options
 
@@ -216,8 +248,9 @@ class Model:
                 raise _error(f"size must be (height, width), got {size!r}") from None
         ens, bp = infer_options(self.config, ensemble, back_projection)
         loop = seed_loop if self.config.get("recipe") == "pyramid" else super_resolve
-        sr = loop(self.net, rgb, scale=scale, size=size, steps=steps, ensemble=ens, back_projection=bp, tile=tile,
-                  progress=progress, max_memory=_budget(max_memory))
+        with _precision(precision):
+            sr = loop(self.net, rgb, scale=scale, size=size, steps=steps, ensemble=ens, back_projection=bp,
+                      tile=tile, progress=progress, max_memory=_budget(max_memory))
         return _from_float(sr, alpha, like)
 
     def save(self, path, force=False):
