@@ -611,6 +611,7 @@ def benchmark(
     preset: Annotated[str, typer.Option(help="--e2e: the preset to run (zssr, fast or seed).")] = "zssr",
     iters: Annotated[Optional[int], typer.Option(help="--e2e: iterations per step instead of the preset's.")] = None,
     size: Annotated[str, typer.Option("--size", help="--e2e: the photo's size WIDTHxHEIGHT (2592x1944: the seed's camera size).")] = "200x150",
+    precision: Annotated[Optional[str], typer.Option("--precision", help="--e2e: inference's products, as zssr upscale's --precision (the table itself times float32, as PyTorch computes).")] = None,
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
@@ -623,6 +624,7 @@ def benchmark(
 
     from zssr.engine import benchmark as B
 
+    _set_precision(precision)
     if json_out:
         _check_out(json_out, force)
     if threads is not None and threads < 1:

@@ -168,3 +168,4 @@ def test_benchmark_e2e_reports_phases(run_cli, tmp_path):
     r = json.loads(out.read_text())["e2e"]
     assert r["iterations"] == 4 and r["phases"]["train: steps"] > 0
     assert sum(r["phases"].values()) <= r["seconds"] + 1e-6
+    assert r["precision"] == "float32" and "inference in float32 products" in stdout  # conftest: float32
