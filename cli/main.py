@@ -80,7 +80,7 @@ Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles
 Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
 TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr and fast presets: each step trains anew on the previous step's result (ZSSR's gradual super-resolution). Default: zssr and fast at most x2 per step (x4 in 2), seed 1.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
-Precision = Annotated[Optional[str], typer.Option("--precision", help="Products of the networks' wide layers in inference: auto (bfloat16 on CPUs with AVX-512 BF16, else float32; default), float32, or bfloat16. Training is always float32. bfloat16 measured 37.443 dB on Set5 x2 against 37.447 and cuts inference time by a quarter. Default from ZSSR_PRECISION.")]
+Precision = Annotated[Optional[str], typer.Option("--precision", help="Products of the networks' wide layers in inference: auto (default: bfloat16 on CPUs with AVX-512 BF16 for results of 1 megapixel or more, else float32), float32, or bfloat16. Training is always float32. bfloat16 measured 37.443 dB on Set5 x2 against 37.447 and takes a quarter off a large photo's inference. Default from ZSSR_PRECISION.")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 
 
@@ -459,7 +459,7 @@ def upscale(
     from zssr.engine.memory import parse_max_memory
     from zssr.engine.train import TrainConfig
 
-    used = _set_precision(precision)
+    _set_precision(precision)
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
                                                       crop, max_side, noise, seed, scale, schedule, gradual,
                                                       anisotropic))
@@ -499,7 +499,10 @@ def upscale(
         typer.echo(f"zssr: {e}", err=True)
     typer.echo(f"wrote {output} ({r['shape'][0]}x{r['shape'][1]}); trained {r['iterations']} iterations "
                f"in {r['train_seconds']:.1f} s, {r['seconds']:.1f} s in all")
-    typer.echo(f"time by phase: {r['phase_summary']}; inference in {used} products (--precision)")
+    from zssr.engine.kernels.conv3x3 import inference_precision
+
+    used = inference_precision(r["shape"][0] * r["shape"][1])
+    typer.echo(f"time by phase: {r['phase_summary']}; the result's inference in {used} products (--precision)")
 
 
 def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force, workers=None,

@@ -750,7 +750,7 @@ def e2e(preset="zssr", iters=None, scale=2.0, progress=None, workdir=None, size=
 
     return dict(photo=E2E_PHOTO, size=f"{size[1]}x{size[0]}", preset=preset, iters=cfg.iters, seconds=round(r["seconds"], 3),
                 phases=ph, iterations=r["iterations"],
-                ms_per_iteration=round(1e3 * train / max(r["iterations"], 1), 3), precision=inference_precision())
+                ms_per_iteration=round(1e3 * train / max(r["iterations"], 1), 3), precision=inference_precision(4 * size[0] * size[1]))
 
 
 def format_e2e(r):

@@ -36,6 +36,7 @@ import numpy as np
 
 from .data import dihedral, dihedral_inverse
 from .errors import UserError
+from .kernels import conv3x3 as K
 from .phases import advance, phase
 
 __all__ = ["scale_schedule", "apply_network", "back_project", "super_resolve", "bicubic",
@@ -367,7 +368,8 @@ def super_resolve(net, lr, scale=None, size=None, steps=1, ensemble=True, back_p
         with phase("upscale: bicubic"):
             up = _resize(cur, shape=hw)
         with phase("upscale: network"):
-            out = apply_network(net, up, ensemble=ensemble, tile=tiles[i], transforms=transforms)
+            exact = K.inference_precision(hw[0] * hw[1]) == "float32"  # bfloat16 for large results only
+            out = apply_network(net, up, ensemble=ensemble, tile=tiles[i], transforms=transforms, exact=exact)
         del up
         if back_projection:
             with phase("upscale: back-projection"):

@@ -61,9 +61,9 @@ def start():
 def warm():
     """Compile (into the cache) the kernels a training step needs last, by calling them as
     the job does, on tiny float32 arrays: the wide layers' weight gradient (Winograd
-    F(4x4)), the thin layers' (direct, both layouts), the L1/MSE loss and Adam; and, when
-    inference uses bfloat16 products (conv3x3.set_precision), the wide layers' bfloat16
-    forward pass, which the job needs only after training."""
+    F(4x4)), the thin layers' (direct, both layouts), the L1/MSE loss and Adam. (Not the
+    bfloat16 forward of large results' inference, conv3x3.set_precision: a job that needs
+    it trains for minutes first, and compiling it here slowed a small first run by ~3 s.)"""
     import numpy as np
 
     from .kernels import conv3x3 as K
@@ -87,10 +87,6 @@ def warm():
     y = np.zeros((1, h, w, 3), f32)
     loss_into(y, y.copy(), np.empty_like(y), "l1")
     Adam(net, lr=1e-3).step()
-    if K.inference_precision() == "bfloat16":
-        # inference's wide layers (conv3x3.set_precision): needed only after training
-        yp = K.padded_buffer(1, h, w, net.width, f32)
-        K.forward_into(xp, net._w9[1], net._bp[1], yp, K.POST_RELU, algorithm=net._alg(1, inference=True))
 
 
 if __name__ == "__main__":

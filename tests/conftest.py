@@ -26,6 +26,7 @@ def float32_inference(monkeypatch):
 
     monkeypatch.setenv("ZSSR_PRECISION", "float32")
     monkeypatch.setattr(conv3x3, "AUTO_INFERENCE", "auto")
+    monkeypatch.setattr(conv3x3, "REQUESTED", "float32")
 
 
 @pytest.fixture

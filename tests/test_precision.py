@@ -42,6 +42,30 @@ def test_set_precision_choices(monkeypatch):
     assert K.AUTO_INFERENCE == "auto"  # a refusal changes nothing
 
 
+@needs_bf16
+def test_auto_uses_bfloat16_for_large_results_only(monkeypatch):
+    """Under "auto", a result below BF16_MIN_PIXELS is upscaled with float32 products
+    (bitwise as --precision float32); at or above it, with bfloat16 ones. An explicit
+    "bfloat16" holds at every size."""
+    from zssr.engine.infer import super_resolve
+
+    assert K.set_precision("auto") == "bfloat16"
+    n = K.BF16_MIN_PIXELS
+    assert K.inference_precision(n - 1) == "float32" and K.inference_precision(n) == "bfloat16"
+    net, x = he_net(depth=4), image(12, 14)
+    K.set_precision("float32")
+    ref = super_resolve(net, x, scale=2, ensemble=False, back_projection=0)
+    K.set_precision("auto")
+    assert np.array_equal(super_resolve(net, x, scale=2, ensemble=False, back_projection=0), ref)
+    monkeypatch.setattr(K, "BF16_MIN_PIXELS", 24 * 28)  # the result's size: now "large"
+    big = super_resolve(net, x, scale=2, ensemble=False, back_projection=0)
+    assert not np.array_equal(big, ref) and np.abs(big - ref).max() < 0.1
+    monkeypatch.setattr(K, "BF16_MIN_PIXELS", 10 ** 9)
+    K.set_precision("bfloat16")
+    assert K.inference_precision(1) == "bfloat16"
+    assert np.array_equal(super_resolve(net, x, scale=2, ensemble=False, back_projection=0), big)
+
+
 def test_float64_networks_and_explicit_algorithms_ignore_the_precision():
     assert K.inference_algorithm("auto", np.float64) == "auto"
     assert K.inference_algorithm("winograd4", np.float32) == "winograd4"

@@ -200,30 +200,42 @@ def set_auto(name):
 # alone tolerates bfloat16 products: training in float32 and predicting with bfloat16 products
 # measured 37.443 dB on Set5 x2 against 37.447 (per image -0.04..+0.02), and the 2592x1944
 # x2 job 231 s instead of 301 (README), while bfloat16 in training too moved Set5 by -0.03 dB.
-# The default: bfloat16 where the CPU has AVX-512 BF16, else float32; ZSSR_PRECISION
-# (auto, float32, bfloat16) or `set_precision` choose.
+# The default ("auto"): bfloat16 where the CPU has AVX-512 BF16 and the result is large
+# enough for it to pay (BF16_MIN_PIXELS: on a 400x300 result it saved 0.3 s of a two-minute
+# job, and a first run on a machine compiles its kernels for about 4.5 s more), else
+# float32; ZSSR_PRECISION (auto, float32, bfloat16) or `set_precision` choose.
 PRECISIONS = ("auto", "float32", "bfloat16")
+BF16_MIN_PIXELS = 1_000_000
 AUTO_INFERENCE = "auto"
+REQUESTED = "auto"
 
 
 def set_precision(precision):
     """Choose the products of inference's wide float32 layers, in every network of this
     process: "float32" (those of training), "bfloat16" (AVX-512 BF16 CPUs only, else a
-    ValueError) or "auto" (bfloat16 where available, else float32). Returns the precision
-    now in force ("float32" or "bfloat16")."""
-    global AUTO_INFERENCE
+    ValueError) or "auto" (bfloat16 where available, for results of at least
+    BF16_MIN_PIXELS: see `inference_precision`). Returns the precision a large result gets
+    ("float32" or "bfloat16")."""
+    global AUTO_INFERENCE, REQUESTED
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "bfloat16" and not gemm_bf16.supported():
         raise ValueError(f"--precision bfloat16 is not available here: {gemm_bf16.why_unsupported()}")
     bf = precision == "bfloat16" or (precision == "auto" and gemm_bf16.supported())
     AUTO_INFERENCE = "winograd4bf16" if bf else "auto"
+    REQUESTED = precision
     return inference_precision()
 
 
-def inference_precision():
-    """"bfloat16" or "float32": the products inference's wide layers use now."""
-    return "bfloat16" if AUTO_INFERENCE == "winograd4bf16" else "float32"
+def inference_precision(pixels=None):
+    """"bfloat16" or "float32": the products inference's wide layers use for a result of
+    `pixels` pixels (None: a large one). Under "auto", results below BF16_MIN_PIXELS get
+    float32 (infer.super_resolve asks with its result's size)."""
+    if AUTO_INFERENCE != "winograd4bf16":
+        return "float32"
+    if REQUESTED == "auto" and pixels is not None and pixels < BF16_MIN_PIXELS:
+        return "float32"
+    return "bfloat16"
 
 
 def precision_from_env():
