@@ -121,3 +121,93 @@ def test_installed_names(tmp_path):
     assert script.value == "zssr.cli.main:main"
     out = subprocess.run([sys.executable, "-m", "zssr.cli.main", "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0 and "upscale" in out.stdout
+
+
+# --------------------------------------------------------------------------- blind: degrade, estimate
+
+
+def _scene(n=96, seed=2):
+    from test_blind import scene
+
+    return (scene(n, seed=seed) * 255).round().astype(np.uint8)
+
+
+def test_degrade_is_what_the_command_writes(run_cli, tmp_path):
+    hr = _scene()
+    src, lr_path, k_path = tmp_path / "hr.png", tmp_path / "lr.png", tmp_path / "k.npy"
+    Image.fromarray(hr).save(src)
+    code, _, stderr = run_cli("degrade", src, "-o", lr_path, "--seed", "3", "--save-kernel", k_path)
+    assert code == 0, stderr
+    lr, k = zssr.degrade(hr, 2, seed=3)
+    assert lr.dtype == np.uint8 and lr.shape == (48, 48, 3)
+    np.testing.assert_array_equal(lr, np.asarray(Image.open(lr_path)))
+    np.testing.assert_array_equal(k, np.load(k_path))
+    # a Gaussian given by spec and the same as an array; noise is drawn from the seed
+    lg, kg = zssr.degrade(hr, 2, "gaussian:2,0.7,0.5")
+    la, ka = zssr.degrade(hr, 2, kg)
+    np.testing.assert_array_equal(lg, la)
+    assert kg.shape == (13, 13) and abs(kg.sum() - 1) < 1e-12
+    n1, _ = zssr.degrade(hr, 2, kg, seed=5, noise=0.02)
+    n2, _ = zssr.degrade(hr, 2, kg, seed=5, noise=0.02)
+    assert np.array_equal(n1, n2) and not np.array_equal(n1, la)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [None, 1, 2, 4])
+def test_degrade_keeps_layout_and_blurs_alpha_alike(dtype, channels):
+    base = _scene().astype(np.float64) / 255
+    x = base[:, :, 0] if channels is None else (base[:, :, :channels] if channels != 4 else
+                                               np.concatenate([base, base[:, :, :1]], axis=2))
+    if dtype == np.uint8:
+        x = np.round(x * 255).astype(np.uint8)
+    elif dtype == np.uint16:
+        x = np.round(x * 65535).astype(np.uint16)
+    else:
+        x = x.astype(dtype)
+    lr, k = zssr.degrade(x, 2, "gaussian:1.5,1.5,0")
+    assert lr.dtype == dtype and lr.shape == (48, 48) + (() if channels is None else (channels,))
+    if channels == 4:  # alpha went through the same blur as the channel it copies
+        np.testing.assert_array_equal(lr[:, :, 3], lr[:, :, 0])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(kernel="box"), "kernel must be 'random'"),
+    (dict(kernel=np.full((3, 3), np.nan)), "NaN"),
+    (dict(kernel=np.ones(5)), "2-D"),
+    (dict(kernel=-np.ones((3, 3))), "positive sum"),
+    (dict(scale=1), "integer >= 2"),
+    (dict(scale=2.5), "integer >= 2"),
+    (dict(noise=-0.1), "noise must be >= 0"),
+])
+def test_degrade_refuses_bad_arguments_in_one_line(kwargs, match):
+    with pytest.raises(zssr.UserError, match=match) as info:
+        zssr.degrade(_scene(), **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_estimate_kernel_and_upscale_with_it_as_the_command(run_cli, tmp_path):
+    lr, _ = zssr.degrade(_scene(192, seed=4), 2, "gaussian:2.2,0.7,1.2")
+    est = zssr.estimate_kernel(lr, 2)
+    assert not est.bicubic and est.sigma1 > 1.8 * est.sigma2 and est.kernel.shape == (13, 13)
+    assert abs((est.theta - 1.2 + np.pi / 2) % np.pi - np.pi / 2) < 0.2
+    np.testing.assert_array_equal(zssr.estimate_kernel(lr, 2).kernel, est.kernel)  # deterministic
+    assert "Gaussian sigma" in est.summary()
+    src, out = tmp_path / "lr.png", tmp_path / "sr.png"
+    Image.fromarray(lr).save(src)
+    code, _, stderr = run_cli("upscale", src, "-o", out, "--preset", "fast", "--iters", "4", "--crop", "16",
+                              "--kernel", "estimate")
+    assert code == 0, stderr
+    sr = zssr.upscale(lr, 2, "fast", kernel="estimate", **FAST)
+    np.testing.assert_array_equal(sr, np.asarray(Image.open(out)))
+    assert not np.array_equal(sr, zssr.upscale(lr, 2, "fast", **FAST))  # the kernel was used
+    model = zssr.train(lr, 2, "fast", kernel="estimate", **FAST)
+    assert model.trainer.iteration == 4
+
+
+def test_kernel_argument_errors_are_one_line():
+    with pytest.raises(zssr.UserError, match="kernel must be None, 'estimate' or a 2-D array"):
+        zssr.upscale(RGB8, kernel="estimated", **FAST)
+    with pytest.raises(zssr.UserError, match="larger than the image"):
+        zssr.upscale(RGB8, kernel=np.ones((31, 31)), **FAST)
+    with pytest.raises(zssr.UserError, match="steps must be an integer >= 1"):
+        zssr.upscale(RGB8, steps=0, **FAST)

@@ -8,6 +8,8 @@
     model = zssr.train(photo, scale=2, preset="seed", epochs=5)
     model.save("seed.npz")
     bigger = zssr.load_model("seed.npz").upscale(photo, scale=4, steps=2)
+    lr, k = zssr.degrade(photo, scale=2, seed=3)             # blind SR: a test image with a random kernel
+    sr = zssr.upscale(lr, scale=2, kernel="estimate")        # the kernel estimated from lr itself first
 
 Arrays go in and come out as they are: uint8, uint16 or float (values in [0, 1]); grey
 (H, W), (H, W, 1), grey+alpha (H, W, 2), RGB (H, W, 3) or RGBA (H, W, 4); the result has
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["upscale", "train", "load_model", "Model", "UserError", "TRAIN_OPTIONS"]
+__all__ = ["upscale", "train", "load_model", "Model", "estimate_kernel", "degrade", "UserError", "TRAIN_OPTIONS"]
 
 TRAIN_OPTIONS = ("iters", "epochs", "time_budget", "lr", "optimizer", "momentum", "loss", "bias", "crop",
                  "max_side", "noise", "seed", "schedule", "gradual", "anisotropic")
@@ -75,15 +77,18 @@ def _to_float(image, name="image"):
     return rgb, alpha, (np.asarray(image).ndim, c, a.dtype)
 
 
-def _from_float(sr, alpha, like):
-    """sr float (H', W', 3) in [0, 1] (and the input's alpha) back to the input's layout."""
+def _from_float(sr, alpha, like, alpha_sized=False):
+    """sr float (H', W', 3) in [0, 1] (and the input's alpha, resized with bicubic unless
+    `alpha_sized`: already (H', W')) back to the input's layout."""
     ndim, c, dtype = like
     if c <= 2:
         sr = sr.mean(axis=2, keepdims=True)
     if alpha is not None:
-        from .engine.kernels.resize import resize
+        a = alpha
+        if not alpha_sized:
+            from .engine.kernels.resize import resize
 
-        a = np.clip(resize(alpha.astype(np.float32), shape=sr.shape[:2]), 0, 1)
+            a = np.clip(resize(alpha.astype(np.float32), shape=sr.shape[:2]), 0, 1)
         sr = np.concatenate([sr, a[:, :, None]], axis=2)
     sr = np.clip(sr, 0.0, 1.0)
     if ndim == 2:
@@ -116,7 +121,7 @@ class _precision:
             return self
         from .engine.kernels import conv3x3
 
-        self.old = conv3x3.AUTO_INFERENCE
+        self.old = (conv3x3.AUTO_INFERENCE, conv3x3.REQUESTED)
         try:
             conv3x3.set_precision(self.precision)
         except ValueError as e:
@@ -127,8 +132,24 @@ class _precision:
         if self.precision is not None:
             from .engine.kernels import conv3x3
 
-            conv3x3.AUTO_INFERENCE = self.old
+            conv3x3.AUTO_INFERENCE, conv3x3.REQUESTED = self.old
         return False
+
+
+def _kernel(kernel, rgb, scale):
+    """`kernel` of upscale/train: None (bicubic), "estimate" (estimated from rgb at the
+    factor `scale`; None when it looks bicubic) or a 2-D array (checked, normalised)."""
+    if kernel is None:
+        return None
+    if isinstance(kernel, str):
+        if kernel != "estimate":
+            raise _error(f"kernel must be None, 'estimate' or a 2-D array, got {kernel!r}")
+        from .engine.kernel_estimate import estimate_kernel as _estimate
+
+        return _estimate(rgb, scale).kernel
+    from .engine.degradation import check_kernel
+
+    return check_kernel(kernel, "kernel", rgb.shape[:2])
 
 
 def _budget(max_memory):
@@ -151,14 +172,16 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
     preset : 'zssr' (ZSSR's recipe, six networks per x2 step), 'fast' (two networks, half
         the time) or 'seed' (the course report's method)
     steps : upscaling steps (default: zssr and fast at most x2 per step, seed one)
-    kernel : a 2-D blur kernel the image was downscaled with, or None (bicubic)
+    kernel : a 2-D blur kernel the image was downscaled with, "estimate" (estimate it from
+        the image first, see :func:`estimate_kernel`), or None (bicubic)
     ensemble, back_projection, tile : as the command's options (None: the preset's)
     max_memory : GiB the job may use (None: 3/4 of the machine); refused before any work
         (a UserError with the figures) when it cannot fit, tiled smaller when that helps
     callback : callable(trainer) after every training iteration, or None
     precision : products of the wide layers in inference: 'auto' (bfloat16 on CPUs with
-        AVX-512 BF16, else float32), 'float32' or 'bfloat16'; None: the process's setting
-        (ZSSR_PRECISION, default auto). Training is float32 always.
+        AVX-512 BF16 for results of 1 megapixel or more, else float32), 'float32' or
+        'bfloat16'; None: the process's setting (ZSSR_PRECISION, default auto). Training
+        is float32 always.
     **options : training options (TRAIN_OPTIONS), e.g. iters=500, seed=1, max_side=500
 
     Returns
@@ -166,10 +189,13 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
     ndarray of the input's dtype and channels, the upscaled size (of the copy shrunk to
     max_side when the preset shrinks it: seed).
     """
-    from .engine.job import train_and_upscale
+    from .engine.job import default_steps, train_and_upscale
 
     rgb, alpha, like = _to_float(image)
     cfg = _config(preset, scale, options)
+    if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise _error(f"steps must be an integer >= 1, got {steps!r}")
+    kernel = _kernel(kernel, rgb, float(cfg.scale) ** (1.0 / (steps or default_steps(cfg))))
     with _precision(precision):
         sr, _, _ = train_and_upscale(rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
                                      back_projection=back_projection, tile=tile, max_memory=_budget(max_memory),
@@ -191,6 +217,7 @@ def train(image, scale=2, preset="zssr", *, kernel=None, gt=None, resume=None, m
 
     rgb, _, _ = _to_float(image)
     cfg = _config(preset, scale, options)
+    kernel = _kernel(kernel, rgb, float(cfg.scale))
     check_training(cfg, rgb.shape[:2], _budget(max_memory))
     tr = Trainer(rgb, cfg, kernel=kernel, gt=None if gt is None else _to_float(gt, "gt")[0])
     if resume is not None:
@@ -198,6 +225,52 @@ def train(image, scale=2, preset="zssr", *, kernel=None, gt=None, resume=None, m
         tr.restore(meta, opt_arrays, net)
     tr.run(callback)
     return Model(tr.net, tr.meta(), trainer=tr)
+
+
+def estimate_kernel(image, scale=2, seed=0):
+    """Estimate the blur kernel that downscaled `image` by `scale` (what `--kernel estimate`
+    does first; milliseconds for a photo of a few hundred pixels a side). Deterministic.
+
+    Returns an estimate with ``kernel`` (the 2-D kernel to train with, or None when the
+    image looks bicubic-downscaled: then the default recipe is the right one), ``bicubic``,
+    ``gaussian`` (the fitted Gaussian, whatever the decision), ``sigma1``, ``sigma2``
+    (high-resolution pixels), ``theta`` (radians), ``summary()`` and ``to_dict()``.
+    See the README's caution: textures downscaled with bicubic can be mistaken for blur."""
+    from .engine.kernel_estimate import estimate_kernel as _estimate
+
+    rgb, _, _ = _to_float(image)
+    return _estimate(rgb, float(scale), seed=int(seed))
+
+
+def degrade(image, scale=2, kernel="random", *, seed=0, noise=0.0):
+    """A low-resolution test image, as `zssr degrade`: blur with `kernel` and keep every
+    `scale`-th pixel (MATLAB's pixel centres; no bicubic), plus optional Gaussian noise.
+
+    kernel : "random" (the README's protocol, drawn with `seed`), "gaussian:S1,S2,THETA"
+        (sigmas in high-resolution pixels, THETA in radians) or a 2-D array
+    scale : integer >= 2; noise : std on the [0, 1] scale
+
+    Returns (lr, kernel): lr in the input's dtype and channels (alpha degraded alike), the
+    kernel as a float64 array summing to 1.
+    """
+    from .engine.degradation import check_kernel, degrade_image, parse_kernel_spec
+
+    rgb, alpha, like = _to_float(image)
+    if isinstance(scale, bool) or not float(scale).is_integer() or scale < 2:
+        raise _error(f"scale must be an integer >= 2, got {scale!r}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise _error(f"noise must be >= 0, got {noise!r}")
+    rng = np.random.default_rng(seed)
+    if isinstance(kernel, str):
+        if kernel != "random" and not kernel.strip().lower().startswith("gaussian"):
+            raise _error(f"kernel must be 'random', 'gaussian:S1,S2,THETA' or a 2-D array, got {kernel!r}")
+        k, _ = parse_kernel_spec(kernel, int(scale), rng)
+    else:
+        k = check_kernel(kernel, "kernel")
+    lr = degrade_image(rgb, int(scale), k, noise=float(noise), rng=rng)
+    if alpha is not None:  # the same blur and subsampling, without noise
+        alpha = degrade_image(np.repeat(alpha[:, :, None], 3, axis=2), int(scale), k)[:, :, 0]
+    return _from_float(lr, alpha, like, alpha_sized=True), k
 
 
 def load_model(path):
