@@ -238,8 +238,8 @@ def test_anisotropic_job_trains_zssrs_six_networks_each_learning_from_all_earlie
     used = []
     real = zssr.engine.infer.apply_network
     monkeypatch.setattr(zssr.engine.infer, "apply_network",
-                        lambda net, x, ensemble=False, tile=None, transforms=None:
-                        used.append((x.shape[:2], transforms)) or real(net, x, ensemble, tile, transforms))
+                        lambda net, x, ensemble=False, tile=None, transforms=None, exact=False:
+                        used.append((x.shape[:2], transforms)) or real(net, x, ensemble, tile, transforms, exact))
     pools = record_pools(monkeypatch)
     sr, trainers, _ = train_and_upscale(img, cfg, back_projection=1)
     assert sr.shape == (60, 68, 3) and len(trainers) == 6
