@@ -80,7 +80,7 @@ Tile = Annotated[Optional[int], typer.Option(help="Process large images in tiles
 Steps = Annotated[int, typer.Option(help="Reach the scale in this many equal upscaling steps.")]
 TrainSteps = Annotated[Optional[int], typer.Option("--steps", help="Reach the scale in this many equal steps; zssr and fast presets: each step trains anew on the previous step's result (ZSSR's gradual super-resolution). Default: zssr and fast at most x2 per step (x4 in 2), seed 1.")]
 Compare = Annotated[Optional[Path], typer.Option("--compare", help="Also write a PNG comparing bicubic and ours, with a zoomed detail.")]
-Precision = Annotated[Optional[str], typer.Option("--precision", help="Products of the networks' wide layers in inference: auto (default: bfloat16 on CPUs with AVX-512 BF16 for results of 1 megapixel or more, else float32), float32, or bfloat16. Training is always float32. bfloat16 measured 37.443 dB on Set5 x2 against 37.447 and takes a quarter off a large photo's inference. Default from ZSSR_PRECISION.")]
+Precision = Annotated[Optional[str], typer.Option("--precision", help="Products of the networks' wide layers in inference: auto (default: bfloat16 on CPUs with AVX-512 BF16 for results of 1 megapixel or more, else float32), float32, or bfloat16. Training is always float32. bfloat16 measured 37.443 dB on Set5 x2 against 37.447 and took a fifth off a large photo's inference. Default from ZSSR_PRECISION.")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", help="GiB the job may use (default: 3/4 of the machine's memory); large images are tiled smaller to fit, or refused before any work.")]
 
 
@@ -93,19 +93,19 @@ def _train_overrides(iters=None, epochs=None, time_budget=None, lr=None, optimiz
 
 
 def _set_precision(precision):
-    """Apply --precision (else ZSSR_PRECISION, else auto) to this process and to the worker
-    processes it starts (through the environment). Returns "float32" or "bfloat16"."""
+    """Apply --precision (else ZSSR_PRECISION, else auto) to this process and to the
+    processes it starts (through the environment). Returns the value applied."""
     from zssr.engine.errors import UserError
     from zssr.engine.kernels import conv3x3
 
-    value = (precision if precision is not None else os.environ.get("ZSSR_PRECISION", "")).strip().lower() or "auto"
+    value = (precision.strip().lower() or "auto") if precision is not None else conv3x3.env_precision()
     try:
-        used = conv3x3.set_precision(value)
+        conv3x3.set_precision(value)
     except ValueError as e:
         where = "--precision" if precision is not None else "ZSSR_PRECISION"
         raise UserError(f"{where}: {e}") from None
     os.environ["ZSSR_PRECISION"] = value
-    return used
+    return value
 
 
 def _parse_size(size):
@@ -459,7 +459,7 @@ def upscale(
     from zssr.engine.memory import parse_max_memory
     from zssr.engine.train import TrainConfig
 
-    _set_precision(precision)
+    precision = _set_precision(precision)
     cfg = TrainConfig.make(preset, **_train_overrides(iters, epochs, time_budget, lr, optimizer, momentum, loss, bias,
                                                       crop, max_side, noise, seed, scale, schedule, gradual,
                                                       anisotropic))
@@ -470,7 +470,8 @@ def upscale(
         if save_model or compare or save_kernel or plot_kernel:
             raise UserError("--save-model, --compare, --save-kernel and --plot-kernel take a single image, not a folder")
         return _upscale_folder(input, output, cfg, k, steps, ensemble, back_projection, tile, force, workers, scheduler,
-                               max_memory=None if max_memory is None else parse_max_memory(max_memory))
+                               max_memory=None if max_memory is None else parse_max_memory(max_memory),
+                               precision=precision)
     if workers is not None or scheduler:
         raise UserError("--workers and --scheduler take a folder of images, not a single image")
     if not input.exists():
@@ -499,14 +500,11 @@ def upscale(
         typer.echo(f"zssr: {e}", err=True)
     typer.echo(f"wrote {output} ({r['shape'][0]}x{r['shape'][1]}); trained {r['iterations']} iterations "
                f"in {r['train_seconds']:.1f} s, {r['seconds']:.1f} s in all")
-    from zssr.engine.kernels.conv3x3 import inference_precision
-
-    used = inference_precision(r["shape"][0] * r["shape"][1])
-    typer.echo(f"time by phase: {r['phase_summary']}; the result's inference in {used} products (--precision)")
+    typer.echo(f"time by phase: {r['phase_summary']}; the result's inference in {r['precision']} products (--precision)")
 
 
 def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projection, tile, force, workers=None,
-                    scheduler=None, max_memory=None):
+                    scheduler=None, max_memory=None, precision=None):
     from zssr.engine.batch import upscale_folder
 
     with _Progress(None, "images") as bar:
@@ -516,7 +514,7 @@ def _upscale_folder(folder, outdir, cfg, kernel, steps, ensemble, back_projectio
         r = upscale_folder(folder, outdir, cfg, kernel=kernel, steps=steps, ensemble=ensemble,
                            back_projection=back_projection, tile=tile, force=force, workers=workers,
                            scheduler=scheduler, progress=progress, max_memory=max_memory,
-                           precision=os.environ.get("ZSSR_PRECISION"))
+                           precision=precision)
     if r["workers"]:
         threads = sorted(set(r["threads"].values()))
         where = f"the cluster at {scheduler}" if scheduler else "a local cluster"

@@ -746,11 +746,9 @@ def e2e(preset="zssr", iters=None, scale=2.0, progress=None, workdir=None, size=
         r = upscale_file(src, Path(tmp) / "out.png", cfg, progress=progress)
     ph = {k: round(v, 3) for k, v in sorted(r["phases"].items(), key=lambda kv: -kv[1])}
     train = ph.get("train: steps", 0.0) + ph.get("train: pairs", 0.0)
-    from .kernels.conv3x3 import inference_precision
-
     return dict(photo=E2E_PHOTO, size=f"{size[1]}x{size[0]}", preset=preset, iters=cfg.iters, seconds=round(r["seconds"], 3),
                 phases=ph, iterations=r["iterations"],
-                ms_per_iteration=round(1e3 * train / max(r["iterations"], 1), 3), precision=inference_precision(4 * size[0] * size[1]))
+                ms_per_iteration=round(1e3 * train / max(r["iterations"], 1), 3), precision=r["precision"])
 
 
 def format_e2e(r):

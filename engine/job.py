@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .kernels import conv3x3
 from .phases import phase, recording
 
 
@@ -270,4 +271,5 @@ def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_pro
             "phases": dict(rec.seconds), "phase_summary": rec.summary(seconds),
             "shape": [int(sr.shape[1]), int(sr.shape[0])], "events": [e for t in trainers for e in t.events],
             "stop_reason": tr.stop_reason, "name": Path(src).name,
-            "kernel_estimate": est.to_dict() if est is not None else None}
+            "kernel_estimate": est.to_dict() if est is not None else None,
+            "precision": conv3x3.inference_precision(sr.shape[0] * sr.shape[1])}

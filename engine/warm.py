@@ -63,7 +63,8 @@ def warm():
     the job does, on tiny float32 arrays: the wide layers' weight gradient (Winograd
     F(4x4)), the thin layers' (direct, both layouts), the L1/MSE loss and Adam. (Not the
     bfloat16 forward of large results' inference, conv3x3.set_precision: a job that needs
-    it trains for minutes first, and compiling it here slowed a small first run by ~3 s.)"""
+    it trains for minutes first, and with it here a small first run took 17.2 s against
+    13.8 s without, in one batch.)"""
     import numpy as np
 
     from .kernels import conv3x3 as K

@@ -67,9 +67,12 @@ def test_auto_uses_bfloat16_for_large_results_only(monkeypatch):
 
 
 def test_float64_networks_and_explicit_algorithms_ignore_the_precision():
+    assert K.inference_algorithm("auto", np.float32) == "auto"  # conftest: float32
+    if gemm_bf16.supported():
+        K.set_precision("bfloat16")
+        assert K.inference_algorithm("auto", np.float32) == "winograd4bf16"
     assert K.inference_algorithm("auto", np.float64) == "auto"
     assert K.inference_algorithm("winograd4", np.float32) == "winograd4"
-    assert K.inference_algorithm("auto", np.float32) == K.AUTO_INFERENCE
 
 
 @needs_bf16

@@ -136,20 +136,17 @@ class _precision:
         return False
 
 
-def _kernel(kernel, rgb, scale):
-    """`kernel` of upscale/train: None (bicubic), "estimate" (estimated from rgb at the
-    factor `scale`; None when it looks bicubic) or a 2-D array (checked, normalised)."""
-    if kernel is None:
-        return None
-    if isinstance(kernel, str):
-        if kernel != "estimate":
-            raise _error(f"kernel must be None, 'estimate' or a 2-D array, got {kernel!r}")
-        from .engine.kernel_estimate import estimate_kernel as _estimate
+def _kernel(kernel, rgb, cfg, steps):
+    """`kernel` of upscale/train as the job takes it (job.resolve_kernel): None (bicubic),
+    "estimate" (estimated from rgb at the step's factor; None when it looks bicubic) or a
+    2-D array (checked, normalised)."""
+    from .engine.job import resolve_kernel
 
-        return _estimate(rgb, scale).kernel
-    from .engine.degradation import check_kernel
-
-    return check_kernel(kernel, "kernel", rgb.shape[:2])
+    if isinstance(kernel, str) and kernel != "estimate":
+        raise _error(f"kernel must be None, 'estimate' or a 2-D array, got {kernel!r}")
+    if kernel is not None and not isinstance(kernel, str):
+        kernel = np.asarray(kernel)
+    return resolve_kernel(rgb, kernel, cfg, steps)[0]
 
 
 def _budget(max_memory):
@@ -189,13 +186,13 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
     ndarray of the input's dtype and channels, the upscaled size (of the copy shrunk to
     max_side when the preset shrinks it: seed).
     """
-    from .engine.job import default_steps, train_and_upscale
+    from .engine.job import train_and_upscale
 
     rgb, alpha, like = _to_float(image)
     cfg = _config(preset, scale, options)
     if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 1):
         raise _error(f"steps must be an integer >= 1, got {steps!r}")
-    kernel = _kernel(kernel, rgb, float(cfg.scale) ** (1.0 / (steps or default_steps(cfg))))
+    kernel = _kernel(kernel, rgb, cfg, steps)
     with _precision(precision):
         sr, _, _ = train_and_upscale(rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
                                      back_projection=back_projection, tile=tile, max_memory=_budget(max_memory),
@@ -217,7 +214,7 @@ def train(image, scale=2, preset="zssr", *, kernel=None, gt=None, resume=None, m
 
     rgb, _, _ = _to_float(image)
     cfg = _config(preset, scale, options)
-    kernel = _kernel(kernel, rgb, float(cfg.scale))
+    kernel = _kernel(kernel, rgb, cfg, 1)  # one network, one jump to the scale
     check_training(cfg, rgb.shape[:2], _budget(max_memory))
     tr = Trainer(rgb, cfg, kernel=kernel, gt=None if gt is None else _to_float(gt, "gt")[0])
     if resume is not None:

@@ -238,9 +238,9 @@ def inference_precision(pixels=None):
     return "bfloat16"
 
 
-def precision_from_env():
-    """Apply ZSSR_PRECISION (unset or empty: "auto"); a bad value raises ValueError."""
-    return set_precision(os.environ.get("ZSSR_PRECISION", "").strip().lower() or "auto")
+def env_precision():
+    """ZSSR_PRECISION as set_precision takes it (unset or empty: "auto"; not checked)."""
+    return os.environ.get("ZSSR_PRECISION", "").strip().lower() or "auto"
 
 
 def inference_algorithm(algorithm, dtype):
@@ -443,7 +443,7 @@ def conv3x3_backward(x, w, dy, need_dx=True, algorithm="auto"):
 
 
 try:
-    precision_from_env()
+    set_precision(env_precision())
 except ValueError as e:  # the command line reports it as a user error (cli/main.py); here, float32
     import warnings
 

@@ -29,8 +29,8 @@ of blocks of one image, in chunks of TXB blocks (V and M, TXB x 36 x C each, per
 block-major, so that a block's 36 transformed vectors are stored next to each other; the
 products read V and M with a stride of 36 C instead. Position-major (36 x TXB x C), the
 first layout, scattered each block's stores over 36 cache lines per vector: block-major
-takes 0.82-0.93x its time (forward, 96-128 pixels, calls alternated), bitwise the same
-result. The weight gradient keeps position-major, see Workspace).
+takes 0.88-0.92x its time (forward, 96-128 pixels, 2 threads, calls alternated ABBA),
+bitwise the same result. The weight gradient keeps position-major, see Workspace).
 
 Rounding: the error is larger than F(2x2)'s (the transforms have entries up to 8 and
 1/24). Measured in float32 against float64 on 96x96x64 ReLU activations with the zssr
@@ -422,7 +422,7 @@ class Workspace:
         self.Y = np.zeros((t, 16, co), dtype)
         # the weight gradient's V and transformed dy D: the same memory, position-major (36 x
         # TXB x C: its products run over the blocks, contiguous that way; block-major measured
-        # no faster there, at 2 threads sometimes slower); never used together with the forward's
+        # 0.95-1.03x at 2 threads, within the noise); never used together with the forward's
         self.Vw = self.V.reshape((t, 36, txb, ci))
         self.D = self.M.reshape((t, 36, txb, co))
         self.dpatch = np.zeros((t, 4, 4, co), dtype)
