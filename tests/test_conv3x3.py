@@ -9,7 +9,7 @@ from naive import conv_backward, conv_forward, conv_forward_loops
 SHAPES = [
     ((1, 1), 1, 1), ((1, 9), 3, 5), ((6, 1), 5, 3), ((7, 5), 5, 64), ((7, 5), 64, 64),
     ((7, 5), 64, 3), ((5, 7), 3, 64), ((9, 11), 1, 5), ((2, 6, 5), 3, 64), ((3, 4, 7), 64, 5),
-    ((2, 5, 9), 64, 64), ((3, 13), 64, 32),
+    ((2, 5, 9), 64, 64), ((3, 13), 64, 32), ((4, 15), 64, 3), ((2, 3, 14), 64, 2), ((3, 14), 3, 64),
 ]
 TOL = {np.float64: 1e-12, np.float32: 1e-4}
 
@@ -135,3 +135,72 @@ def test_deterministic_bitwise():
     a2 = (conv3x3_forward(x, w, b),) + conv3x3_backward(x, w, dy)
     for u, v in zip(a1, a2):
         assert np.array_equal(u, v)
+
+
+# --- the direct kernels' fused output pass and the few-outputs kernel, on padded buffers ---
+
+from zssr.engine.kernels import conv3x3 as K  # noqa: E402
+
+
+def _padded(x):
+    xp = K.padded_buffer(*x.shape[:3], x.shape[3], x.dtype)
+    xp[:, 1:-1, 1:-1, :x.shape[3]] = x
+    return xp
+
+
+def _layer(ci, co, w_px=13, seed=3, dtype=np.float32):
+    """Padded input, packed weights and bias, as the Network holds them (w_px 13: tiles of
+    6 + 6 + 1 pixels in a row)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 5, w_px, ci)).astype(dtype)
+    w = (rng.standard_normal((3, 3, ci, co)) / np.sqrt(9 * ci)).astype(dtype)
+    b = rng.standard_normal(co).astype(dtype)
+    cop = K.padded_channels(co, dtype)
+    w9, bp = np.zeros((9, ci, cop), dtype), np.zeros(cop, dtype)
+    K.pack_forward(w, b, w9, bp)
+    return _padded(x), w9, bp, co
+
+
+@pytest.mark.parametrize("ci,co", [(3, 64), (5, 16), (64, 3), (16, 5)])
+def test_direct_forward_post_is_the_separate_pass_bitwise(ci, co):
+    """The output pass (bias, ReLU or mask) done as each tile is stored gives bitwise what
+    the plain result followed by numpy's ReLU or mask gives: NaN and -0 included."""
+    xp, w9, bp, co = _layer(ci, co)
+    plain = K.padded_buffer(2, 5, 13, co, np.float32)
+    K.forward_into(xp, w9, bp, plain, K.POST_NONE, algorithm="direct")
+    relu = K.padded_buffer(2, 5, 13, co, np.float32)
+    K.forward_into(xp, w9, bp, relu, K.POST_RELU, algorithm="direct")
+    assert np.array_equal(relu, np.where(plain > 0, plain, 0).astype(np.float32))
+    mask = np.random.default_rng(4).standard_normal(plain.shape).astype(np.float32)
+    mask[0, 2, 3, :] = np.nan
+    mask[1, 1, 1, :] = 0.0
+    masked = K.padded_buffer(2, 5, 13, co, np.float32)
+    K.forward_into(xp, w9, bp, masked, K.POST_MASK, mask=mask, algorithm="direct")
+    want = np.where(mask > 0, plain, 0)
+    want[:, 0], want[:, -1], want[:, :, 0], want[:, :, -1] = 0, 0, 0, 0  # the halo is not written
+    assert np.array_equal(masked, want)
+    assert not masked[0, 2, 3].any() and not masked[1, 1, 1].any()
+
+
+def test_few_outputs_kernel_is_taken_for_the_last_layer_only():
+    xp, w9, bp, _ = _layer(64, 3)
+    assert K.few_outputs(xp, w9, bp, K.padded_buffer(2, 5, 13, 3, np.float32)) is not None
+    for ci, co in [(64, 5), (3, 64), (5, 3)]:  # too many outputs; too few or unaligned inputs
+        xp, w9, bp, _ = _layer(ci, co)
+        assert K.few_outputs(xp, w9, bp, K.padded_buffer(2, 5, 13, co, np.float32)) is None
+    xp, w9, bp, _ = _layer(64, 3)
+    bp[3] = 1.0  # a padded output with a bias is not a 3-output layer
+    assert K.few_outputs(xp, w9, bp, K.padded_buffer(2, 5, 13, 3, np.float32)) is None
+
+
+def test_few_outputs_kernel_overwrites_stale_padding_and_keeps_the_halo():
+    """A reused buffer: what an earlier layer left in the padded channels is replaced by the
+    (zero) bias, and the one-pixel zero halo stays as it was."""
+    xp, w9, bp, _ = _layer(64, 3)
+    fresh = K.padded_buffer(2, 5, 13, 3, np.float32)
+    K.forward_into(xp, w9, bp, fresh, K.POST_NONE)
+    stale = np.full_like(fresh, 7.0)
+    K.forward_into(xp, w9, bp, stale, K.POST_NONE)
+    assert np.array_equal(stale[:, 1:-1, 1:-1], fresh[:, 1:-1, 1:-1])
+    assert not fresh[:, 1:-1, 1:-1, 3:].any()
+    assert (stale[:, 0] == 7).all() and (stale[:, :, -1] == 7).all()

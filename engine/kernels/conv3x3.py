@@ -34,7 +34,7 @@ import numpy as np
 
 from .._numba import jit, pjit
 from . import gemm_bf16, winograd, winograd4, winograd4_bf16
-from .gemm_tile import _block, _rows_of_tiles, lanes
+from .gemm_tile import _block, _rows_of_tiles, _rows_of_tiles_fused, dot_1x3, dot_6x3, lanes
 
 POST_NONE, POST_RELU, POST_MASK = 0, 1, 2
 
@@ -77,22 +77,67 @@ def _forward_kernel(xp, w9, bias, yp, post, mask, L):
         n = r // H
         h = r % H
         crow = ((n * Hp + h + 1) * Wp + 1) * Co + c0
-        for j in range(W):
-            for c in range(bw):
-                yf[crow + j * Co + c] = bias[c0 + c]
-        # output pixel j reads xp[h + th, j + tw] for the 3x3 taps (th, tw)
+        # output pixel j reads xp[h + th, j + tw] for the 3x3 taps (th, tw); the tiles
+        # start from the bias and apply `post` as they store (one pass over the row)
         arow = (n * Hp + h) * Wp * Cx
-        _rows_of_tiles(xf, arow, Cx, 1, Wp * Cx, Cx, wf, c0, Co, Ci * Co, yf, crow, Co, Ci, 3, 3, W, nv)
+        _rows_of_tiles_fused(xf, arow, Cx, 1, Wp * Cx, Cx, wf, c0, Co, Ci * Co, yf, crow, Co, Ci, 3, 3, W, nv,
+                             bias, c0, post, mf)
+
+
+@pjit
+def _forward_few_kernel(xp, wd, bias, yp, post, mask, L):
+    # A layer with at most 3 real outputs (the last one, 64 -> 3) and >= L inputs:
+    # wd (9, 3, Cx): output o's weights for each tap over the input channels (zero past Ci);
+    # yp (N, H+2, W+2, Co), one vector of channels; channels 3.. get their bias (zero).
+    # Vectorised over the inputs (gemm_tile.make_dot_tile): 6 pixels x 3 outputs at a time.
+    # 0.20-0.23 ms against the output-vectorised direct kernel's 0.75 (96x96, 64 -> 3).
+    N, Hp, Wp, Cx = xp.shape
+    H = Hp - 2
+    W = Wp - 2
+    Co = yp.shape[3]
+    nk = Cx // L
+    xf = xp.reshape(xp.size)
+    wf = wd.reshape(wd.size)
+    yf = yp.reshape(yp.size)
+    mf = mask.reshape(mask.size)
+    for r in numba.prange(N * H):
+        n = r // H
+        h = r % H
+        crow = ((n * Hp + h + 1) * Wp + 1) * Co
+        for j in range(W):
+            for c in range(Co):
+                yf[crow + j * Co + c] = bias[c]
+        arow = (n * Hp + h) * Wp * Cx
+        j = 0
+        while j + 6 <= W:
+            dot_6x3(xf, arow + j * Cx, Cx, Wp * Cx, Cx, nk, wf, 0, Cx, 3 * Cx, yf, crow + j * Co, Co, 3, 3)
+            j += 6
+        while j < W:
+            dot_1x3(xf, arow + j * Cx, Cx, Wp * Cx, Cx, nk, wf, 0, Cx, 3 * Cx, yf, crow + j * Co, Co, 3, 3)
+            j += 1
         if post == POST_RELU:
             for j in range(W):
-                for c in range(bw):
+                for c in range(3):
                     v = yf[crow + j * Co + c]
                     yf[crow + j * Co + c] = v if v > 0 else 0.0
         elif post == POST_MASK:
             for j in range(W):
-                for c in range(bw):
+                for c in range(3):
                     if not mf[crow + j * Co + c] > 0:
                         yf[crow + j * Co + c] = 0.0
+
+
+def few_outputs(xp, w9, bias, yp):
+    """The weights in `_forward_few_kernel`'s layout when the layer qualifies (one vector of
+    outputs of which only the first 3 have weights or a bias, inputs in whole vectors), else None."""
+    L = lanes(yp.dtype)
+    Ci, Cop = w9.shape[1], w9.shape[2]
+    Cx = xp.shape[3]
+    if Cop != L or Ci < L or Cx % L or w9[:, :, 3:].any() or bias[3:].any():
+        return None
+    wd = np.zeros((9, 3, Cx), w9.dtype)
+    wd[:, :, :Ci] = w9[:, :, :3].transpose(0, 2, 1)
+    return wd
 
 
 @pjit
@@ -300,7 +345,11 @@ def forward_into(xp, w9, bias, yp, post=POST_NONE, mask=None, algorithm="auto"):
     elif alg == "winograd":
         winograd.forward_into(xp, w9, bias, yp, post, mask)
     else:
-        _forward_kernel(xp, w9, bias, yp, post, mask, lanes(yp.dtype))
+        wd = few_outputs(xp, w9, bias, yp)
+        if wd is not None:
+            _forward_few_kernel(xp, wd, bias, yp, post, mask, lanes(yp.dtype))
+        else:
+            _forward_kernel(xp, w9, bias, yp, post, mask, lanes(yp.dtype))
 
 
 class Partials:
