@@ -151,3 +151,33 @@ def test_tile_halo_covers_the_rounding_dependences(depth):
             worst = max(worst, e - np.flatnonzero(bad).min() if side == 1 else np.flatnonzero(bad).max() - e + 1)
     assert worst <= winograd4.tile_halo(depth)
     assert worst == winograd4.tile_halo(depth)  # and no wider than needed
+
+
+@pytest.mark.parametrize("alg", [F4, "winograd4bf16"])
+@pytest.mark.parametrize("post", [K.POST_NONE, K.POST_RELU, K.POST_MASK])
+def test_edge_blocks_give_bitwise_what_whole_blocks_give(alg, post):
+    """A block at the right or bottom edge (partial, transformed through a scratch block) and
+    the same block inside a larger image (stored straight from the transform) get bitwise
+    the same outputs, bias and post included: so tiling never changes a value."""
+    from zssr.engine.kernels import gemm_bf16
+    if alg == "winograd4bf16" and not gemm_bf16.supported():
+        pytest.skip("no AVX-512 BF16 on this CPU")
+    x, w, b, _ = make((2, 16, 16), 64, 64, seed=9)
+    x[:, :, 14:] = 0  # columns 14 and 15 zero: the 14-wide image's zero padding
+    x[:, 13:] = 0     # rows 13 to 15 likewise for the 13-high one
+    big_mask = np.random.default_rng(2).standard_normal((2, 18, 18, 64)).astype(np.float32)
+    x, w, b = (a.astype(np.float32) for a in (x, w, b))
+    w9, bp = np.zeros((9, 64, 64), np.float32), np.zeros(64, np.float32)
+    K.pack_forward(w, b, w9, bp)
+
+    def run(img):
+        xp = K.padded_buffer(*img.shape, np.float32)
+        xp[:, 1:-1, 1:-1] = img
+        mask = big_mask[:, :xp.shape[1], :xp.shape[2]].copy()
+        yp = K.padded_buffer(*img.shape[:3], 64, np.float32)
+        K.forward_into(xp, w9, bp, yp, post, mask=mask, algorithm=alg)
+        return yp[:, 1:-1, 1:-1]
+
+    whole = run(x)                  # 16 x 16: every block whole
+    edge = run(x[:, :13, :14])      # 13 x 14: the last row and column of blocks cut
+    assert np.array_equal(edge, whole[:, :13, :14])

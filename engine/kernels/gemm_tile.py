@@ -286,6 +286,70 @@ def make_patch_transform(size, transform):
     return patch_transform
 
 
+def make_transform_store(size, out, transform):
+    """Build an intrinsic ``f(src, base, rowstride, cstride, nblk, dst, doff, drs, dcs, bias, post, mask)``:
+    make_patch_transform's transform of a size x size patch, whose out x out results (row-major)
+    are stored straight into an image, with the bias added and post applied:
+
+        dst[doff + a*drs + b*dcs + i] = post(result(a, b)[i] + bias[i])
+
+    post 1: ReLU (what is not > 0 becomes 0); 2: zero where mask (laid out like dst, same
+    offsets) is not > 0; 0: as it is. The same operations in the same order as transforming
+    into a scratch block and adding the bias there, so bitwise the same result, without the
+    scratch block's round trip."""
+
+    @intrinsic
+    def transform_store(typingctx, src, base, rowstride, cstride, nblk, dst, doff, drs, dcs, bias, post, mask):
+        arrays = (src, dst, bias, mask)
+        if not all(isinstance(a, types.Array) and a.dtype == src.dtype for a in arrays):
+            return None
+        sig = types.void(src, base, rowstride, cstride, nblk, dst, doff, drs, dcs, bias, post, mask)
+
+        def codegen(context, builder, signature, args):
+            sargs = signature.args
+            ints = [context.cast(builder, a, t, types.int64) if i not in (0, 5, 9, 11) else a
+                    for i, (a, t) in enumerate(zip(args, sargs))]
+            src_, base_, rs_, cs_, nblk_, dst_, doff_, drs_, dcs_, bias_, post_, mask_ = ints
+            dt = sargs[0].dtype
+            L = VECTOR_BITS // dt.bitwidth
+            vt = ir.VectorType(context.get_value_type(dt), L)
+            vpt = vt.as_pointer()
+            sp = context.make_array(sargs[0])(context, builder, src_).data
+            dp = context.make_array(sargs[5])(context, builder, dst_).data
+            bp = context.make_array(sargs[9])(context, builder, bias_).data
+            mp = context.make_array(sargs[11])(context, builder, mask_).data
+            const = lambda k: ir.Constant(ir.IntType(64), k)  # noqa: E731
+            vload = lambda base, off: builder.load(builder.bitcast(builder.gep(base, [off]), vpt), align=4)  # noqa: E731
+            zero = ir.Constant(vt, None)
+            is_relu = builder.icmp_signed("==", post_, const(1))
+            is_mask = builder.icmp_signed("==", post_, const(2))
+            with cgutils.for_range(builder, nblk_) as loop:
+                off = builder.mul(loop.index, const(L))
+                d = [[None] * size for _ in range(size)]
+                for r in range(size):
+                    for c in range(size):
+                        k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cs_)))
+                        d[r][c] = vload(sp, k)
+                bv = vload(bp, off)
+                res = transform(builder, d)
+                for a in range(out):
+                    for b in range(out):
+                        v = builder.fadd(res[a * out + b], bv)
+                        k = builder.add(builder.add(doff_, off), builder.add(builder.mul(const(a), drs_), builder.mul(const(b), dcs_)))
+                        with builder.if_else(is_mask) as (masked, other):
+                            with masked:
+                                keep = builder.fcmp_ordered(">", vload(mp, k), zero)
+                                builder.store(builder.select(keep, v, zero), builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
+                            with other:
+                                relu = builder.select(builder.fcmp_ordered(">", v, zero), v, zero)
+                                builder.store(builder.select(is_relu, relu, v), builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transform_store
+
+
 def _bt_d_b(b, d):
     """V = B^T d B (4x4 input patch, forward and weight gradient): the rows of B^T d are
     [d0 - d2, d1 + d2, d2 - d1, d1 - d3], then the same on the columns."""

@@ -45,13 +45,15 @@ The weight gradient's 36 products accumulate over runs of TXB blocks taken acros
 rows (a thread's share of all blocks, in row-major order), so that each product's K is
 TXB even on narrow images.
 """
+import functools
+
 import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils
 
 from .._numba import jit, pjit
-from .gemm_tile import _block, _rows_of_tiles, lanes, make_patch_transform
+from .gemm_tile import _block, _rows_of_tiles, _rows_of_tiles_fused, lanes, make_patch_transform, make_transform_store
 from . import winograd
 
 TXB = 24  # blocks per chunk (4 tiles of 6 rows)
@@ -131,8 +133,9 @@ def _a(o, g):
 
 
 wino4_in = make_patch_transform(6, lambda b, d: _separable(b, d, 6, _bt))    # 6x6 patch -> 36: B^T d B
-wino4_out = make_patch_transform(6, lambda b, m: _separable(b, m, 4, _at))   # 36 -> 4x4: A^T M A
 wino4_dy = make_patch_transform(4, lambda b, g: _separable(b, g, 6, _a))     # 4x4 dy -> 36: A dy A^T
+# 36 -> 4x4: A^T M A + bias, post-processed, into the image (or a scratch 4x4 block)
+wino4_out_store = make_transform_store(6, 4, lambda b, m: _separable(b, m, 4, _at))
 
 
 @jit
@@ -172,9 +175,10 @@ def _g_rows(g0, g1, g2, o0, o1, o2, o3, o4, o5, n):
 # ---------------------------------------------------------------------------------------
 
 @pjit
-def _forward_kernel(xp, U, bias, yp, post, mask, V, M, patch, Y, L):
+def _forward_kernel(xp, U, bias, yp, post, mask, V, M, patch, Y, L, zero):
     # xp (N, H+2, W+2, Cx)   U (36, Ci, Co)   bias (Co,)   yp, mask (N, H+2, W+2, Co)
     # V (T, TXB, 36, Ci), M (T, TXB, 36, Co), patch (T, 6, 6, Ci), Y (T, 16, Co): per thread
+    # zero (Co,): zeros (where the products start)
     # yp interior = post(bias + conv3x3(xp)), post: 0 none, 1 ReLU, 2 zero where mask <= 0
     N, Hp, Wp, Cx = xp.shape
     TY = (Hp + 1) // 4
@@ -183,7 +187,7 @@ def _forward_kernel(xp, U, bias, yp, post, mask, V, M, patch, Y, L):
     for task in numba.prange(N * TY * nchunk):
         tid = numba.get_thread_id()
         _forward_task(xp, U, bias, yp, post, mask, V[tid], M[tid], patch[tid], Y[tid], L,
-                      task // (TY * nchunk), (task // nchunk) % TY, (task % nchunk) * V.shape[1])
+                      task // (TY * nchunk), (task // nchunk) % TY, (task % nchunk) * V.shape[1], zero)
 
 
 @jit
@@ -245,7 +249,7 @@ def _input_patch(xp, xf, n, ty, tx, Ci, pt, vf, doff, ds, L):
 
 
 @jit
-def _forward_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, Yt, L, n, ty, tx0):
+def _forward_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, Yt, L, n, ty, tx0, zero):
     # one row ty of 4x4 output blocks of image n, blocks tx0 .. tx0 + TXB - 1
     N, Hp, Wp, Cx = xp.shape
     H = Hp - 2
@@ -265,40 +269,49 @@ def _forward_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, Yt, L, n, ty, tx0):
     ytf = Yt.reshape(Yt.size)
     for t in range(ntx):
         _input_patch(xp, xf, n, ty, tx0 + t, Ci, pt, vf, t * 36 * Ci, Ci, L)  # V[t] (block-major)
-    # 36 products M[:, xi] = V[:, xi] @ U[xi] (rows: the blocks, 36 Ci apart in V)
-    Mt[:ntx] = 0.0
+    # 36 products M[:, xi] = V[:, xi] @ U[xi] (rows: the blocks, 36 Ci apart in V), written
+    # without reading M first (the fused tiles, starting from a zero "bias")
     for xi in range(36):
         for cb in range(Co // bw):
-            _rows_of_tiles(vf, xi * Ci, 36 * Ci, 1, 0, 0, uf, xi * Ci * Co + cb * bw, Co, 0,
-                           mtf, xi * Co + cb * bw, 36 * Co, Ci, 1, 1, ntx, nv)
+            _rows_of_tiles_fused(vf, xi * Ci, 36 * Ci, 1, 0, 0, uf, xi * Ci * Co + cb * bw, Co, 0,
+                                 mtf, xi * Co + cb * bw, 36 * Co, Ci, 1, 1, ntx, nv, zero, cb * bw, 0, mtf)
     nr = min(4, H - 4 * ty)
     for t in range(ntx):
-        # Y (16, Co) = A^T M[:, t] A, then bias and post into the outputs inside the image
-        wino4_out(mtf, t * 36 * Co, 6 * Co, Co, Co // L, ytf, 0, Co)
         j0 = 4 * (tx0 + t)
         nc = min(4, W - j0)
+        # Y = A^T M[:, t] A + bias, post-processed: a whole block straight into the image,
+        # a block cut by the bottom or right edge into the scratch Y (16, Co) first. One call
+        # site for both, so that a block's values are bitwise the same wherever it lies
+        # (two inlined copies of the transform may be compiled into different instructions).
+        whole = nr == 4 and nc == 4
+        dst = yf if whole else ytf
+        msk = mf if whole else ytf
+        doff = ((n * Hp + 4 * ty + 1) * Wp + j0 + 1) * Co if whole else 0
+        drs = Wp * Co if whole else 4 * Co
+        wino4_out_store(mtf, t * 36 * Co, 6 * Co, Co, Co // L, dst, doff, drs, Co, bias, post if whole else 0, msk)
+        if whole:
+            continue
         for r in range(nr):
             for c in range(nc):
-                _store(Yt[4 * r + c], bias, yf, mf, ((n * Hp + 4 * ty + r + 1) * Wp + j0 + c + 1) * Co, Co, post)
+                _store(Yt[4 * r + c], yf, mf, ((n * Hp + 4 * ty + r + 1) * Wp + j0 + c + 1) * Co, Co, post)
 
 
 @jit(inline="always")
-def _store(y, bias, yf, mf, off, Co, post):
-    # one loop per kind of post-processing, each branch-free and vectorised (on slices:
-    # indexed into the flat arrays, the masked loop measured 3.7x slower, not vectorised)
+def _store(y, yf, mf, off, Co, post):
+    # y (bias added) -> post into the image: one loop per kind of post-processing, each
+    # branch-free and vectorised (on slices: indexed into the flat arrays, the masked loop
+    # measured 3.7x slower, not vectorised)
     z = yf[off:off + Co]
     if post == 1:
         for o in range(Co):
-            v = y[o] + bias[o]
-            z[o] = v if v > 0 else 0.0
+            z[o] = y[o] if y[o] > 0 else 0.0
     elif post == 2:
         k = mf[off:off + Co]
         for o in range(Co):
-            v = y[o] + bias[o]
-            z[o] = v if k[o] > 0 else 0.0
+            z[o] = y[o] if k[o] > 0 else 0.0
     else:
         for o in range(Co):
-            z[o] = y[o] + bias[o]
+            z[o] = y[o]
 
 
 # ---------------------------------------------------------------------------------------
@@ -438,7 +451,12 @@ def forward_into(xp, w9, bias, yp, post, mask):
     """The F(4x4, 3x3) form of conv3x3.forward_into (same arguments and result)."""
     ws = workspace(w9.shape[1], w9.shape[2], w9.dtype)
     transform_weights(w9, ws.U, ws.T)
-    _forward_kernel(xp, ws.U, bias, yp, post, mask, ws.V, ws.M, ws.patch, ws.Y, lanes(yp.dtype))
+    _forward_kernel(xp, ws.U, bias, yp, post, mask, ws.V, ws.M, ws.patch, ws.Y, lanes(yp.dtype), _zeros(yp.shape[3], yp.dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _zeros(n, dtype):
+    return np.zeros(n, dtype)
 
 
 def weight_grad_into(xp, dyp, dw, db):
