@@ -25,6 +25,16 @@ Addressing, in elements of flat (1-D, C-contiguous) arrays:
     B_tap[k, :] = b[b_off + (th*ntw + tw)*tbs + k*sbk : ... + NV*L]   (contiguous rows)
     C[p, :]     = c[c_off + p*scp : ... + NV*L]                 (contiguous rows)
 No bounds are checked: the callers in conv3x3.py guarantee them.
+
+Variants, for the layers where the plain tile wastes time (2026-12-02, 96x96, 2 threads):
+* fused tiles (`make_tile(..., fused=True)`): start from the bias and apply ReLU or a mask as
+  they store, without reading C. The direct forward used to fill its output with the bias,
+  accumulate, then apply ReLU, three passes that cost more than the 3 -> 64 first layer's
+  products (0.73 -> 0.15 ms); F(4x4)'s products start from zero the same way.
+* dot tiles (`make_dot_tile`): for a layer with 3 outputs (the last one), vectorised over the
+  64 inputs instead of 16 output lanes of which 13 are padding (0.75 -> 0.21 ms).
+* `make_transform_store`: a Winograd output transform that adds the bias, applies the post
+  step and stores into the image, instead of going through a scratch block.
 """
 from llvmlite import ir
 from numba import types
