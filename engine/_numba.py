@@ -8,9 +8,68 @@ threading choices can be changed (or a kernel debugged) without touching the ker
   thread count give bitwise the same outputs (reductions across threads are done in a
   fixed order by the kernels themselves).
 - ``cache=True``: compiled code is written next to the sources (or to NUMBA_CACHE_DIR), so
-  only the first run on a machine pays for compilation.
+  only the first run on a machine pays for compilation. Numba keys a function's cache on
+  its own source file only, but the kernels inline code from other modules (gemm_tile's
+  intrinsics above all): a change there alone would leave every kernel that uses it
+  running its old compiled code. So the stamp of every engine function's cache also
+  carries a digest of all the engine's Numba sources (`sources_digest`), and any change to
+  them recompiles the kernels on the next run (`_track_dependencies`).
 """
+import hashlib
+import os
+
 from numba import njit
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def sources_digest(root=ROOT):
+    """sha256 over the engine's Numba sources: this file, every kernels/*.py, and every
+    engine module that takes its decorators from here."""
+    names = [os.path.join("kernels", f) for f in os.listdir(os.path.join(root, "kernels")) if f.endswith(".py")]
+    for f in os.listdir(root):
+        if f.endswith(".py"):
+            with open(os.path.join(root, f), encoding="utf-8") as fh:
+                if f == "_numba.py" or "_numba import" in fh.read():
+                    names.append(f)
+    h = hashlib.sha256()
+    for name in sorted(names):
+        with open(os.path.join(root, name), "rb") as fh:
+            h.update(name.encode() + b"\0" + fh.read() + b"\0")
+    return h.hexdigest()
+
+
+def _track_dependencies():
+    """Make the cache stamp of functions defined under ROOT (source hash, sources_digest()),
+    by wrapping Numba's cache locators. Does nothing on a Numba without these internals
+    (then only a function's own file is tracked, as Numba does by itself)."""
+    try:
+        from numba.core import caching
+        impl = caching.CacheImpl
+        classes = list(impl._locator_classes)
+    except (ImportError, AttributeError):
+        return
+    if getattr(impl, "_zssr_digest", None):
+        return
+    digest = sources_digest()
+    prefix = ROOT + os.sep
+
+    def wrap(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                stamp = super().get_source_stamp()
+                if os.path.abspath(getattr(self, "_py_file", "") or "").startswith(prefix):
+                    return (stamp, digest)
+                return stamp
+
+        Locator.__name__ = Locator.__qualname__ = "Zssr" + base.__name__
+        return Locator
+
+    impl._locator_classes = [wrap(c) for c in classes]
+    impl._zssr_digest = digest
+
+
+_track_dependencies()
 
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 

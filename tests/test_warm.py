@@ -49,3 +49,32 @@ def test_start_launches_only_on_a_cold_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(warm, "_started", False)
     monkeypatch.setenv("ZSSR_NO_WARM", "1")
     assert warm.start() is None and len(launched) == 1
+
+
+def test_a_kernels_cache_is_stamped_with_every_engine_numba_source():
+    """Numba tracks a function's own file only; the kernels inline gemm_tile's intrinsics, so
+    their cache stamp also carries the digest of all the engine's Numba sources."""
+    from zssr.engine import _numba
+    from zssr.engine.kernels import conv3x3, winograd4
+
+    for kernel in (conv3x3._forward_kernel, winograd4._forward_kernel):
+        stamp = kernel._cache._cache_file._source_stamp
+        assert isinstance(stamp, tuple) and stamp[1] == _numba.sources_digest()
+
+
+def test_the_digest_follows_the_kernels_dependencies_only(tmp_path):
+    import shutil
+
+    from zssr.engine import _numba
+
+    root = tmp_path / "engine"
+    shutil.copytree(_numba.ROOT, root, ignore=shutil.ignore_patterns("__pycache__", "api"))
+    before = _numba.sources_digest(str(root))
+    assert before == _numba.sources_digest()
+    (root / "job.py").write_text((root / "job.py").read_text() + "\n# not Numba code\n")
+    assert _numba.sources_digest(str(root)) == before
+    (root / "kernels" / "gemm_tile.py").write_text((root / "kernels" / "gemm_tile.py").read_text() + "\n# changed\n")
+    changed = _numba.sources_digest(str(root))
+    assert changed != before
+    (root / "optim.py").write_text((root / "optim.py").read_text() + "\n# changed\n")
+    assert _numba.sources_digest(str(root)) not in (before, changed)

@@ -46,6 +46,50 @@ from .._numba import jit
 VECTOR_BITS = 512
 
 
+class _Emit:
+    """What the intrinsics here share: their integer arguments cast to int64 and their
+    arrays' data pointers (`args`, in signature order), the vector type of the arrays'
+    dtype, and a few emitters."""
+
+    def __init__(self, context, builder, signature, args):
+        sargs = signature.args
+        self.b = builder
+        self.args = [context.make_array(t)(context, builder, v).data if isinstance(t, types.Array)
+                     else context.cast(builder, v, t, types.int64) for v, t in zip(args, sargs)]
+        dt = next(t.dtype for t in sargs if isinstance(t, types.Array))
+        self.L = VECTOR_BITS // dt.bitwidth
+        self.vt = ir.VectorType(context.get_value_type(dt), self.L)
+        self.vpt = self.vt.as_pointer()
+        self.zero = ir.Constant(self.vt, None)
+        self.fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vt, [self.vt] * 3), f"llvm.fma.v{self.L}f{dt.bitwidth}")
+
+    def const(self, v):
+        return ir.Constant(ir.IntType(64), v)
+
+    def ptr(self, base, off):
+        return self.b.bitcast(self.b.gep(base, [off]), self.vpt)
+
+    def load(self, base, off):
+        return self.b.load(self.ptr(base, off), align=4)
+
+    def store_post(self, items, dst, post, mask):
+        """Store vectors `items` [(value, offset)] into dst after post (an int64 value):
+        1 zeroes what is not > 0 (ReLU), 2 zeroes where mask[offset] is not > 0 (the mask is
+        read only then), 0 keeps all."""
+        b, zero = self.b, self.zero
+        is_relu = b.icmp_signed("==", post, self.const(1))
+        with b.if_else(b.icmp_signed("==", post, self.const(2))) as (masked, other):
+            with masked:
+                for val, off in items:
+                    keep = b.fcmp_ordered(">", self.load(mask, off), zero)
+                    b.store(b.select(keep, val, zero), self.ptr(dst, off), align=4)
+            with other:
+                for val, off in items:
+                    relu = b.select(b.fcmp_ordered(">", val, zero), val, zero)
+                    b.store(b.select(is_relu, relu, val), self.ptr(dst, off), align=4)
+
+
 def lanes(dtype):
     """Elements of `dtype` in one vector register (16 for float32, 8 for float64)."""
     import numpy as np
@@ -89,44 +133,24 @@ def make_tile(P, NV, fused=False):
 
 
     def codegen(context, builder, signature, args):
-        sargs = signature.args
-        i64 = ir.IntType(64)
-        arrays = (0, 6, 10, 16, 19) if fused else (0, 6, 10)
-        ints = [context.cast(builder, v, t, types.int64) if i not in arrays else v
-                for i, (v, t) in enumerate(zip(args, sargs))]
-        (a_, a_off_, sap_, sak_, tar_, tac_, b_, b_off_, sbk_, tbs_,
-         c_, c_off_, scp_, K_, nth_, ntw_) = ints[:16]
-        dt = sargs[0].dtype
-        L = VECTOR_BITS // dt.bitwidth
-        ft = context.get_value_type(dt)
-        vt = ir.VectorType(ft, L)
-        vpt = vt.as_pointer()
-        ap = context.make_array(sargs[0])(context, builder, a_).data
-        bp = context.make_array(sargs[6])(context, builder, b_).data
-        cp = context.make_array(sargs[10])(context, builder, c_).data
-        const = lambda v: ir.Constant(i64, v)  # noqa: E731
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{L}f{dt.bitwidth}"
-        )
+        e = _Emit(context, builder, signature, args)
+        (ap, a_off_, sap_, sak_, tar_, tac_, bp, b_off_, sbk_, tbs_,
+         cp, c_off_, scp_, K_, nth_, ntw_) = e.args[:16]
+        L, vt, const = e.L, e.vt, e.const
         undef = ir.Constant(vt, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
-
         if fused:
-            bias_p = context.make_array(sargs[16])(context, builder, ints[16]).data
-            mask_p = context.make_array(sargs[19])(context, builder, ints[19]).data
-            bias_off_, post_ = ints[17], ints[18]
-            bias_v = [builder.load(builder.bitcast(builder.gep(bias_p, [builder.add(bias_off_, const(v * L))]), vpt),
-                                   align=4) for v in range(NV)]
+            bias_p, bias_off_, post_, mask_p = e.args[16:]
+            bias_v = [e.load(bias_p, builder.add(bias_off_, const(v * L))) for v in range(NV)]
         # Accumulators: allocas that LLVM's mem2reg turns into vector registers.
         acc = []
         for p in range(P):
             row_off = builder.add(c_off_, builder.mul(const(p), scp_))
             for v in range(NV):
                 off = builder.add(row_off, const(v * L))
-                ptr = builder.bitcast(builder.gep(cp, [off]), vpt)
                 slot = cgutils.alloca_once(builder, vt)
-                builder.store(bias_v[v] if fused else builder.load(ptr, align=4), slot)
-                acc.append((slot, ptr, off))
+                builder.store(bias_v[v] if fused else e.load(cp, off), slot)
+                acc.append((slot, off))
 
         with cgutils.for_range(builder, nth_) as loop_th:
             th = loop_th.index
@@ -137,36 +161,20 @@ def make_tile(P, NV, fused=False):
                 with cgutils.for_range(builder, K_) as loop:
                     k = loop.index
                     brow = builder.add(b_tap, builder.mul(k, sbk_))
-                    bv = [
-                        builder.load(builder.bitcast(builder.gep(bp, [builder.add(brow, const(v * L))]), vpt), align=4)
-                        for v in range(NV)
-                    ]
+                    bv = [e.load(bp, builder.add(brow, const(v * L))) for v in range(NV)]
                     acol = builder.add(a_tap, builder.mul(k, sak_))
                     for p in range(P):
                         s = builder.load(builder.gep(ap, [builder.add(acol, builder.mul(const(p), sap_))]))
                         sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
                         for v in range(NV):
                             slot = acc[p * NV + v][0]
-                            builder.store(builder.call(fma, [sv, bv[v], builder.load(slot)]), slot)
+                            builder.store(builder.call(e.fma, [sv, bv[v], builder.load(slot)]), slot)
 
-        if not fused:
-            for slot, ptr, _ in acc:
-                builder.store(builder.load(slot), ptr, align=4)
-            return context.get_dummy_value()
-        zero = ir.Constant(vt, None)
-        is_relu = builder.icmp_signed("==", post_, const(1))
-        is_mask = builder.icmp_signed("==", post_, const(2))
-        with builder.if_else(is_mask) as (masked, other):
-            with masked:  # the mask is read only here
-                for slot, ptr, off in acc:
-                    val = builder.load(slot)
-                    mv = builder.load(builder.bitcast(builder.gep(mask_p, [off]), vpt), align=4)
-                    builder.store(builder.select(builder.fcmp_ordered(">", mv, zero), val, zero), ptr, align=4)
-            with other:
-                for slot, ptr, off in acc:
-                    val = builder.load(slot)
-                    relu = builder.select(builder.fcmp_ordered(">", val, zero), val, zero)
-                    builder.store(builder.select(is_relu, relu, val), ptr, align=4)
+        if fused:
+            e.store_post([(builder.load(slot), off) for slot, off in acc], cp, post_, mask_p)
+        else:
+            for slot, off in acc:
+                builder.store(builder.load(slot), e.ptr(cp, off), align=4)
         return context.get_dummy_value()
 
     tile.__name__ = f"tile_{P}x{NV}" + ("_fused" if fused else "")
@@ -194,23 +202,9 @@ def make_dot_tile(P, O):
         sig = types.void(a, a_off, sap, tar, tac, nk, w, w_off, swo, swt, c, c_off, scp, nth, ntw)
 
         def codegen(context, builder, signature, args):
-            sargs = signature.args
-            i64 = ir.IntType(64)
-            ints = [context.cast(builder, v, t, types.int64) if i not in (0, 6, 10) else v
-                    for i, (v, t) in enumerate(zip(args, sargs))]
-            a_, a_off_, sap_, tar_, tac_, nk_, w_, w_off_, swo_, swt_, c_, c_off_, scp_, nth_, ntw_ = ints
-            dt = sargs[0].dtype
-            L = VECTOR_BITS // dt.bitwidth
-            ft = context.get_value_type(dt)
-            vt = ir.VectorType(ft, L)
-            vpt = vt.as_pointer()
-            ap = context.make_array(sargs[0])(context, builder, a_).data
-            wp = context.make_array(sargs[6])(context, builder, w_).data
-            cp = context.make_array(sargs[10])(context, builder, c_).data
-            const = lambda v: ir.Constant(i64, v)  # noqa: E731
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{L}f{dt.bitwidth}")
-            vload = lambda base, off: builder.load(builder.bitcast(builder.gep(base, [off]), vpt), align=4)  # noqa: E731
+            e = _Emit(context, builder, signature, args)
+            ap, a_off_, sap_, tar_, tac_, nk_, wp, w_off_, swo_, swt_, cp, c_off_, scp_, nth_, ntw_ = e.args
+            L, vt, const, vload, fma = e.L, e.vt, e.const, e.load, e.fma
             acc = []
             for _ in range(P * O):
                 slot = cgutils.alloca_once(builder, vt)
@@ -269,26 +263,19 @@ def make_patch_transform(size, transform):
         sig = types.void(src, base, rowstride, cstride, nblk, dst, doff, ds)
 
         def codegen(context, builder, signature, args):
-            sargs = signature.args
-            ints = [context.cast(builder, a, t, types.int64) if i not in (0, 5) else a
-                    for i, (a, t) in enumerate(zip(args, sargs))]
-            src_, base_, rs_, cs_, nblk_, dst_, doff_, ds_ = ints
-            dt = sargs[0].dtype
-            L = VECTOR_BITS // dt.bitwidth
-            vpt = ir.VectorType(context.get_value_type(dt), L).as_pointer()
-            sp = context.make_array(sargs[0])(context, builder, src_).data
-            dp = context.make_array(sargs[5])(context, builder, dst_).data
-            const = lambda k: ir.Constant(ir.IntType(64), k)  # noqa: E731
+            e = _Emit(context, builder, signature, args)
+            sp, base_, rs_, cs_, nblk_, dp, doff_, ds_ = e.args
+            const = e.const
             with cgutils.for_range(builder, nblk_) as loop:
-                off = builder.mul(loop.index, const(L))
+                off = builder.mul(loop.index, const(e.L))
                 d = [[None] * size for _ in range(size)]
                 for r in range(size):
                     for c in range(size):
                         k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cs_)))
-                        d[r][c] = builder.load(builder.bitcast(builder.gep(sp, [k]), vpt), align=4)
+                        d[r][c] = e.load(sp, k)
                 for xi, val in enumerate(transform(builder, d)):
                     k = builder.add(builder.add(doff_, off), builder.mul(const(xi), ds_))
-                    builder.store(val, builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
+                    builder.store(val, e.ptr(dp, k), align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -316,43 +303,24 @@ def make_transform_store(size, out, transform):
         sig = types.void(src, base, rowstride, cstride, nblk, dst, doff, drs, dcs, bias, post, mask)
 
         def codegen(context, builder, signature, args):
-            sargs = signature.args
-            ints = [context.cast(builder, a, t, types.int64) if i not in (0, 5, 9, 11) else a
-                    for i, (a, t) in enumerate(zip(args, sargs))]
-            src_, base_, rs_, cs_, nblk_, dst_, doff_, drs_, dcs_, bias_, post_, mask_ = ints
-            dt = sargs[0].dtype
-            L = VECTOR_BITS // dt.bitwidth
-            vt = ir.VectorType(context.get_value_type(dt), L)
-            vpt = vt.as_pointer()
-            sp = context.make_array(sargs[0])(context, builder, src_).data
-            dp = context.make_array(sargs[5])(context, builder, dst_).data
-            bp = context.make_array(sargs[9])(context, builder, bias_).data
-            mp = context.make_array(sargs[11])(context, builder, mask_).data
-            const = lambda k: ir.Constant(ir.IntType(64), k)  # noqa: E731
-            vload = lambda base, off: builder.load(builder.bitcast(builder.gep(base, [off]), vpt), align=4)  # noqa: E731
-            zero = ir.Constant(vt, None)
-            is_relu = builder.icmp_signed("==", post_, const(1))
-            is_mask = builder.icmp_signed("==", post_, const(2))
+            e = _Emit(context, builder, signature, args)
+            sp, base_, rs_, cs_, nblk_, dp, doff_, drs_, dcs_, bp, post_, mp = e.args
+            const = e.const
             with cgutils.for_range(builder, nblk_) as loop:
-                off = builder.mul(loop.index, const(L))
+                off = builder.mul(loop.index, const(e.L))
                 d = [[None] * size for _ in range(size)]
                 for r in range(size):
                     for c in range(size):
                         k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cs_)))
-                        d[r][c] = vload(sp, k)
-                bv = vload(bp, off)
+                        d[r][c] = e.load(sp, k)
+                bv = e.load(bp, off)
                 res = transform(builder, d)
+                items = []
                 for a in range(out):
                     for b in range(out):
-                        v = builder.fadd(res[a * out + b], bv)
                         k = builder.add(builder.add(doff_, off), builder.add(builder.mul(const(a), drs_), builder.mul(const(b), dcs_)))
-                        with builder.if_else(is_mask) as (masked, other):
-                            with masked:
-                                keep = builder.fcmp_ordered(">", vload(mp, k), zero)
-                                builder.store(builder.select(keep, v, zero), builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
-                            with other:
-                                relu = builder.select(builder.fcmp_ordered(">", v, zero), v, zero)
-                                builder.store(builder.select(is_relu, relu, v), builder.bitcast(builder.gep(dp, [k]), vpt), align=4)
+                        items.append((builder.fadd(res[a * out + b], bv), k))
+                e.store_post(items, dp, post_, mp)
             return context.get_dummy_value()
 
         return sig, codegen
