@@ -381,9 +381,9 @@ def _rows_of_tiles(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, s
         while r + 6 <= rows:
             tile_6x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
             r += 6
-        if rows == 4:  # the thin layers' weight gradients: 4 rows (3 channels and a zero one)
-            tile_4x4(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, scp, K, nth, ntw)
-            r = 4
+        if rows - r >= 4:  # 4 or 5 rows left (64 = 10 x 6 + 4; the thin layers' 3 channels and a zero one)
+            tile_4x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
+            r += 4
         while r < rows:
             tile_1x4(a, a_off + r * sap, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off + r * scp, scp, K, nth, ntw)
             r += 1
