@@ -133,52 +133,53 @@ def _check_size(name, v):
     return int(v)
 
 
-def conv_case(kind, size, torch=None, seed=0, dtype=np.float32, algorithm="auto"):
-    """A 64 -> 64 3x3 convolution on one size x size image: kind is "forward", "input grad"
-    or "weight grad". The engine's side runs the padded-buffer kernels (no allocation) with
-    `algorithm` (see conv3x3.forward_into); the peer's runs ``torch.nn.functional.conv2d``
-    / ``aten.convolution_backward`` in NCHW."""
+def conv_case(kind, size, torch=None, seed=0, dtype=np.float32, algorithm="auto", ci=NET_WIDTH, co=NET_WIDTH):
+    """A ci -> co 3x3 convolution (64 -> 64 by default; the network's thin layers are 3 -> 64
+    and 64 -> 3) on one size x size image: kind is "forward", "input grad" or "weight grad".
+    The engine's side runs the padded-buffer kernels (no allocation) with `algorithm` (see
+    conv3x3.forward_into); the peer's runs ``torch.nn.functional.conv2d`` /
+    ``aten.convolution_backward`` in NCHW."""
     from .kernels import conv3x3 as K
 
     if kind not in ("forward", "input grad", "weight grad"):
         raise ValueError(f"kind must be 'forward', 'input grad' or 'weight grad', got {kind!r}")
     size = _check_size("conv", size)
-    c = NET_WIDTH
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((size, size, c)).astype(dtype)
-    dy = rng.standard_normal((size, size, c)).astype(dtype)
-    w = (rng.standard_normal((3, 3, c, c)) * np.sqrt(2.0 / (9 * c))).astype(dtype)
+    x = rng.standard_normal((size, size, ci)).astype(dtype)
+    dy = rng.standard_normal((size, size, co)).astype(dtype)
+    w = (rng.standard_normal((3, 3, ci, co)) * np.sqrt(2.0 / (9 * ci))).astype(dtype)
 
-    cp = K.padded_channels(c, dtype)
-    xp = K.padded_buffer(1, size, size, c, dtype)
-    xp[0, 1:-1, 1:-1, :c] = x
-    dyp = K.padded_buffer(1, size, size, c, dtype)
-    dyp[0, 1:-1, 1:-1, :c] = dy
-    outp = K.padded_buffer(1, size, size, c, dtype)
+    cip, cop = K.padded_channels(ci, dtype), K.padded_channels(co, dtype)
+    xp = K.padded_buffer(1, size, size, ci, dtype)
+    xp[0, 1:-1, 1:-1, :ci] = x
+    dyp = K.padded_buffer(1, size, size, co, dtype)
+    dyp[0, 1:-1, 1:-1, :co] = dy
     if kind == "forward":
-        w9 = np.zeros((9, c, cp), dtype)
-        bp = np.zeros(cp, dtype)
+        w9 = np.zeros((9, ci, cop), dtype)
+        bp = np.zeros(cop, dtype)
         K.pack_forward(w, None, w9, bp)
+        outp = K.padded_buffer(1, size, size, co, dtype)
 
         def ours():
             K.forward_into(xp, w9, bp, outp, K.POST_NONE, algorithm=algorithm)
 
         def result():
-            return outp[0, 1:-1, 1:-1, :c].copy()
+            return outp[0, 1:-1, 1:-1, :co].copy()
     elif kind == "input grad":
-        wT9 = np.zeros((9, c, cp), dtype)
+        wT9 = np.zeros((9, co, cip), dtype)
         K.pack_backward(w, wT9)
-        zb = np.zeros(cp, dtype)
+        zb = np.zeros(cip, dtype)
+        outp = K.padded_buffer(1, size, size, ci, dtype)
 
         def ours():
             K.forward_into(dyp, wT9, zb, outp, K.POST_NONE, algorithm=algorithm)
 
         def result():
-            return outp[0, 1:-1, 1:-1, :c].copy()
+            return outp[0, 1:-1, 1:-1, :ci].copy()
     else:
-        parts = K.Partials(c, c, dtype)
-        dw = np.zeros((3, 3, c, c), dtype)
-        db = np.zeros(c, dtype)
+        parts = K.Partials(ci, co, dtype)
+        dw = np.zeros((3, 3, ci, co), dtype)
+        db = np.zeros(co, dtype)
 
         def ours():
             K.weight_grad_into(xp, dyp, parts, dw, db, algorithm=algorithm)
@@ -206,8 +207,8 @@ def conv_case(kind, size, torch=None, seed=0, dtype=np.float32, algorithm="auto"
                 with torch.no_grad():
                     return conv_backward(gt, xt, wt, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
 
-    return Case(f"conv3x3 {kind}", _label(size), MACS_CONV64 * size * size, size * size, ours, peer,
-                result, dict(x=x, w=w, dy=dy))
+    op = f"conv3x3 {kind}" if (ci, co) == (NET_WIDTH, NET_WIDTH) else f"conv3x3 {ci}->{co} {kind}"
+    return Case(op, _label(size), 9 * ci * co * size * size, size * size, ours, peer, result, dict(x=x, w=w, dy=dy))
 
 
 def _network(seed=0, dtype=np.float32):

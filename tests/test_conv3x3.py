@@ -161,21 +161,22 @@ def _layer(ci, co, w_px=13, seed=3, dtype=np.float32):
     return _padded(x), w9, bp, co
 
 
+@pytest.mark.parametrize("algorithm", ["direct", "auto"])  # auto: 64 -> 3 on the few-outputs kernel
 @pytest.mark.parametrize("ci,co", [(3, 64), (5, 16), (64, 3), (16, 5)])
-def test_direct_forward_post_is_the_separate_pass_bitwise(ci, co):
+def test_direct_forward_post_is_the_separate_pass_bitwise(ci, co, algorithm):
     """The output pass (bias, ReLU or mask) done as each tile is stored gives bitwise what
     the plain result followed by numpy's ReLU or mask gives: NaN and -0 included."""
     xp, w9, bp, co = _layer(ci, co)
     plain = K.padded_buffer(2, 5, 13, co, np.float32)
-    K.forward_into(xp, w9, bp, plain, K.POST_NONE, algorithm="direct")
+    K.forward_into(xp, w9, bp, plain, K.POST_NONE, algorithm=algorithm)
     relu = K.padded_buffer(2, 5, 13, co, np.float32)
-    K.forward_into(xp, w9, bp, relu, K.POST_RELU, algorithm="direct")
+    K.forward_into(xp, w9, bp, relu, K.POST_RELU, algorithm=algorithm)
     assert np.array_equal(relu, np.where(plain > 0, plain, 0).astype(np.float32))
     mask = np.random.default_rng(4).standard_normal(plain.shape).astype(np.float32)
     mask[0, 2, 3, :] = np.nan
     mask[1, 1, 1, :] = 0.0
     masked = K.padded_buffer(2, 5, 13, co, np.float32)
-    K.forward_into(xp, w9, bp, masked, K.POST_MASK, mask=mask, algorithm="direct")
+    K.forward_into(xp, w9, bp, masked, K.POST_MASK, mask=mask, algorithm=algorithm)
     want = np.where(mask > 0, plain, 0)
     want[:, 0], want[:, -1], want[:, :, 0], want[:, :, -1] = 0, 0, 0, 0  # the halo is not written
     assert np.array_equal(masked, want)
@@ -204,3 +205,14 @@ def test_few_outputs_kernel_overwrites_stale_padding_and_keeps_the_halo():
     assert np.array_equal(stale[:, 1:-1, 1:-1], fresh[:, 1:-1, 1:-1])
     assert not fresh[:, 1:-1, 1:-1, 3:].any()
     assert (stale[:, 0] == 7).all() and (stale[:, :, -1] == 7).all()
+
+
+def test_the_few_outputs_kernel_and_the_direct_one_agree():
+    """The last layer's two kernels (vectorised over inputs, "auto"; over outputs, "direct")
+    give the same result to float32 rounding (they add in different orders)."""
+    xp, w9, bp, _ = _layer(64, 3, w_px=20)
+    a, d = (K.padded_buffer(2, 5, 20, 3, np.float32) for _ in range(2))
+    K.forward_into(xp, w9, bp, a, K.POST_NONE, algorithm="auto")
+    K.forward_into(xp, w9, bp, d, K.POST_NONE, algorithm="direct")
+    assert not np.array_equal(a, d)  # two kernels indeed
+    assert np.abs(a - d).max() <= 1e-5 * np.abs(d).max()

@@ -169,9 +169,11 @@ def _weight_grad_kernel(xp, dyp, part, dbpart, transposed, L):
             n = r // H
             h = r % H
             brow = ((n * Hp + h + 1) * Wp + 1) * Co
+            g = df[brow:brow + W * Co]  # (on slices: vectorised; indexed, it was not)
+            dbt = dbpart[t]
             for j in range(W):
                 for c in range(Co):
-                    dbpart[t, c] += df[brow + j * Co + c]
+                    dbt[c] += g[j * Co + c]
             for tap in range(9):
                 arow = ((n * Hp + h + tap // 3) * Wp + tap % 3) * Cx
                 cbase = (t * 9 + tap) * rows * cols
@@ -345,7 +347,9 @@ def forward_into(xp, w9, bias, yp, post=POST_NONE, mask=None, algorithm="auto"):
     elif alg == "winograd":
         winograd.forward_into(xp, w9, bias, yp, post, mask)
     else:
-        wd = few_outputs(xp, w9, bias, yp)
+        # "auto": a layer with 3 outputs (the last one) runs vectorised over its inputs;
+        # "direct" keeps the general direct kernel for it (the reference to compare with)
+        wd = few_outputs(xp, w9, bias, yp) if algorithm == "auto" else None
         if wd is not None:
             _forward_few_kernel(xp, wd, bias, yp, post, mask, lanes(yp.dtype))
         else:
