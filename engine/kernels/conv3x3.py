@@ -323,9 +323,10 @@ def _choose(algorithm, ci, co, dtype, auto):
 
 def for_layer(algorithm, ci, co, dtype):
     """A network's algorithm for one of its ci -> co convolutions: a Winograd choice where
-    it applies, "direct" on the other layers (the first and the last)."""
+    it applies, "auto" on the other layers (the first and the last: the direct kernels, the
+    last layer's forward on the few-outputs kernel)."""
     if algorithm.startswith("winograd") and not winograd.applicable(ci, co, dtype):
-        return "direct"
+        return "auto"
     return algorithm
 
 

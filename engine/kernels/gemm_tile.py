@@ -73,6 +73,12 @@ class _Emit:
     def load(self, base, off):
         return self.b.load(self.ptr(base, off), align=4)
 
+    def load_patch(self, src, base, rowstride, cstride, size):
+        """The size x size grid of vectors src[base + r*rowstride + c*cstride:][:L]."""
+        b = self.b
+        return [[self.load(src, b.add(base, b.add(b.mul(self.const(r), rowstride), b.mul(self.const(c), cstride))))
+                 for c in range(size)] for r in range(size)]
+
     def store_post(self, items, dst, post, mask):
         """Store vectors `items` [(value, offset)] into dst after post (an int64 value):
         1 zeroes what is not > 0 (ReLU), 2 zeroes where mask[offset] is not > 0 (the mask is
@@ -268,11 +274,7 @@ def make_patch_transform(size, transform):
             const = e.const
             with cgutils.for_range(builder, nblk_) as loop:
                 off = builder.mul(loop.index, const(e.L))
-                d = [[None] * size for _ in range(size)]
-                for r in range(size):
-                    for c in range(size):
-                        k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cs_)))
-                        d[r][c] = e.load(sp, k)
+                d = e.load_patch(sp, builder.add(base_, off), rs_, cs_, size)
                 for xi, val in enumerate(transform(builder, d)):
                     k = builder.add(builder.add(doff_, off), builder.mul(const(xi), ds_))
                     builder.store(val, e.ptr(dp, k), align=4)
@@ -308,11 +310,7 @@ def make_transform_store(size, out, transform):
             const = e.const
             with cgutils.for_range(builder, nblk_) as loop:
                 off = builder.mul(loop.index, const(e.L))
-                d = [[None] * size for _ in range(size)]
-                for r in range(size):
-                    for c in range(size):
-                        k = builder.add(builder.add(base_, off), builder.add(builder.mul(const(r), rs_), builder.mul(const(c), cs_)))
-                        d[r][c] = e.load(sp, k)
+                d = e.load_patch(sp, builder.add(base_, off), rs_, cs_, size)
                 bv = e.load(bp, off)
                 res = transform(builder, d)
                 items = []
