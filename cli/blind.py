@@ -28,6 +28,8 @@ def estimate_with_bar(img, scale, seed):
     with _Progress(3, "estimating kernel") as bar:
         est = estimate_kernel(img, scale, seed=seed, progress=lambda i, n, label: bar.update(completed=i, info=label))
     typer.echo(f"zssr: {est.summary()}", err=True)
+    if est.caution():
+        typer.echo(f"zssr: {est.caution()}", err=True)
     return est
 
 

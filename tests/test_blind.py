@@ -215,7 +215,7 @@ def test_upscale_and_train_with_estimate(run_cli, photo, tmp_path):
     code, out, err = run_cli("upscale", lr, "-o", tmp_path / "sr.png", *FAST, "--kernel", "estimate",
                              "--save-kernel", k, "--plot-kernel", plot)
     assert code == 0, err
-    assert "estimated kernel: Gaussian" in err
+    assert "estimated kernel: Gaussian" in err and "caution" not in err  # a clear blur: no caution
     assert np.load(k).shape == (13, 13) and plot.stat().st_size > 500
     code, out, err = run_cli("train", lr, "-o", tmp_path / "m.npz", *FAST, "--kernel", "estimate")
     assert code == 0, err
@@ -289,3 +289,41 @@ def test_estimate_recovers_the_sigmas_of_an_anisotropic_kernel(theta):
     assert abs(est.sigma1 - 2.2) < 0.2 and abs(est.sigma2 - 0.7) < 0.2, (est.sigma1, est.sigma2)
     assert kernel_error(est.gaussian, k)["psnr"] > 28
     assert est.info["closed_form"]["sigma1"] < est.sigma1
+
+
+def _bicubic_grass():
+    """scikit-image's grass (bundled with it), a 256x256 crop, MATLAB-bicubic x1/2 in 8 bits:
+    a bicubic input the estimate takes for a small Gaussian blur."""
+    import skimage.data
+    from zssr.engine.kernels.resize import resize
+
+    g = skimage.data.grass()[:256, :256].astype(np.float32) / 255
+    g = np.repeat(g[:, :, None], 3, 2)
+    return (np.round(np.clip(resize(g, scale=0.5), 0, 1) * 255) / 255).astype(np.float32)
+
+
+def test_small_estimates_are_flagged_uncertain():
+    est = estimate_kernel(_bicubic_grass(), 2)
+    assert not est.bicubic and est.uncertain and est.to_dict()["uncertain"]
+    assert "without --kernel estimate" in est.caution()
+    wide = estimate_kernel(degrade_image(scene(), 2, gaussian_kernel(2.5, 1.5, 1.0, 13)), 2)
+    assert not wide.bicubic and not wide.uncertain and wide.caution() is None
+
+
+def test_upscale_with_estimate_prints_the_caution(run_cli, tmp_path):
+    import imageio.v3 as iio
+
+    lr = tmp_path / "grass_lr.png"
+    iio.imwrite(lr, np.round(_bicubic_grass() * 255).astype(np.uint8))
+    code, out, err = run_cli("upscale", lr, "-o", tmp_path / "sr.png", *FAST, "--kernel", "estimate")
+    assert code == 0, err
+    assert "estimated kernel: Gaussian" in err and "caution:" in err
+
+
+def test_the_api_warns_where_the_command_cautions():
+    import zssr
+
+    with pytest.warns(UserWarning, match="without --kernel estimate"):
+        sr = zssr.upscale(_bicubic_grass(), scale=2, kernel="estimate", preset="fast", iters=2, crop=24)
+    assert sr.shape == (256, 256, 3)
+    assert zssr.estimate_kernel(_bicubic_grass(), 2).uncertain

@@ -146,7 +146,12 @@ def _kernel(kernel, rgb, cfg, steps):
         raise _error(f"kernel must be None, 'estimate' or a 2-D array, got {kernel!r}")
     if kernel is not None and not isinstance(kernel, str):
         kernel = np.asarray(kernel)
-    return resolve_kernel(rgb, kernel, cfg, steps)[0]
+    k, est = resolve_kernel(rgb, kernel, cfg, steps)
+    if est is not None and est.caution():
+        import warnings
+
+        warnings.warn(f"zssr: {est.caution()}", UserWarning, stacklevel=3)
+    return k
 
 
 def _budget(max_memory):
@@ -232,7 +237,9 @@ def estimate_kernel(image, scale=2, seed=0):
     image looks bicubic-downscaled: then the default recipe is the right one), ``bicubic``,
     ``gaussian`` (the fitted Gaussian, whatever the decision), ``sigma1``, ``sigma2``
     (high-resolution pixels), ``theta`` (radians), ``summary()`` and ``to_dict()``.
-    See the README's caution: textures downscaled with bicubic can be mistaken for blur."""
+    See the README's caution: textures downscaled with bicubic can be mistaken for blur;
+    ``uncertain`` is True (and ``caution()`` says it in a line) when the estimate lies where
+    they are (upscale/train with kernel="estimate" then warn, as the command does)."""
     from .engine.kernel_estimate import estimate_kernel as _estimate
 
     rgb, _, _ = _to_float(image)
