@@ -15,7 +15,8 @@ Measured 2026-12-02 (fourth session, 2 threads, min of 30 calls, one run; pytest
 runs the members one after another, so these are not alternated): first layer forward
 173 us (PyTorch 301), weight gradient 225-255 (PyTorch 288-314; 479 before its bias-gradient
 loop was vectorised); last layer forward 243 "auto" against 772 "direct" (PyTorch 962),
-input gradient 183 (PyTorch 1,067), weight gradient 245-311 (PyTorch 1,093-1,103).
+input gradient 183 (PyTorch 1,067), weight gradient 245-262 (PyTorch 1,093-1,103; 305-311
+before the same fix).
 """
 import pytest
 

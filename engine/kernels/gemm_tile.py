@@ -137,7 +137,6 @@ def make_tile(P, NV, fused=False):
         def tile(typingctx, a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, scp, K, nth, ntw):
             return typed(a, b, c, (a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, scp, K, nth, ntw))
 
-
     def codegen(context, builder, signature, args):
         e = _Emit(context, builder, signature, args)
         (ap, a_off_, sap_, sak_, tar_, tac_, bp, b_off_, sbk_, tbs_,

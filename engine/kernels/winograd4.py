@@ -252,7 +252,6 @@ def _input_patch(xp, xf, n, ty, tx, Ci, pt, vf, doff, ds, L):
 def _forward_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, Yt, L, n, ty, tx0, zero):
     # one row ty of 4x4 output blocks of image n, blocks tx0 .. tx0 + TXB - 1
     N, Hp, Wp, Cx = xp.shape
-    H = Hp - 2
     W = Wp - 2
     Ci = U.shape[1]
     Co = U.shape[2]
@@ -266,7 +265,6 @@ def _forward_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, Yt, L, n, ty, tx0, ze
     mf = mask.reshape(mask.size)
     vf = Vt.reshape(Vt.size)
     mtf = Mt.reshape(Mt.size)
-    ytf = Yt.reshape(Yt.size)
     for t in range(ntx):
         _input_patch(xp, xf, n, ty, tx0 + t, Ci, pt, vf, t * 36 * Ci, Ci, L)  # V[t] (block-major)
     # 36 products M[:, xi] = V[:, xi] @ U[xi] (rows: the blocks, 36 Ci apart in V), written
@@ -275,22 +273,29 @@ def _forward_task(xp, U, bias, yp, post, mask, Vt, Mt, pt, Yt, L, n, ty, tx0, ze
         for cb in range(Co // bw):
             _rows_of_tiles_fused(vf, xi * Ci, 36 * Ci, 1, 0, 0, uf, xi * Ci * Co + cb * bw, Co, 0,
                                  mtf, xi * Co + cb * bw, 36 * Co, Ci, 1, 1, ntx, nv, zero, cb * bw, 0, mtf)
-    nr = min(4, H - 4 * ty)
-    for t in range(ntx):
-        j0 = 4 * (tx0 + t)
-        nc = min(4, W - j0)
-        # Y = A^T M[:, t] A + bias, post-processed: a whole block straight into the image,
-        # a block cut by the bottom or right edge into the scratch Y (16, Co) first. One call
-        # site for both, so that a block's values are bitwise the same wherever it lies
-        # (two inlined copies of the transform may be compiled into different instructions).
-        whole = nr == 4 and nc == 4
-        dst = yf if whole else ytf
-        msk = mf if whole else ytf
-        doff = ((n * Hp + 4 * ty + 1) * Wp + j0 + 1) * Co if whole else 0
-        drs = Wp * Co if whole else 4 * Co
-        wino4_out_store(mtf, t * 36 * Co, 6 * Co, Co, Co // L, dst, doff, drs, Co, bias, post if whole else 0, msk)
-        if whole:
-            continue
+    for t in range(ntx):  # M[t]: position xi at t * 36 Co + xi Co (block-major)
+        _output_block(mtf, t * 36 * Co, 6 * Co, Co, yf, mf, Yt, bias, post, n, ty, tx0 + t, Hp, Wp, Co, L)
+
+
+@jit(inline="always")
+def _output_block(mtf, moff, mrs, mcs, yf, mf, Yt, bias, post, n, ty, tx, Hp, Wp, Co, L):
+    """Output block (ty, tx) of image n: Y = A^T M A + bias (the 6x6 grid of M's vectors at
+    mtf[moff + r*mrs + c*mcs:]), post-processed into the image. A whole block goes straight
+    into the image, one cut by the bottom or right edge into the scratch Y (16, Co) first.
+    One call site for both, so that a block's values are bitwise the same wherever it lies
+    (two inlined copies of the transform may be compiled into different instructions).
+    Shared by the float32 and bfloat16 forward kernels, whose M layouts differ."""
+    nr = min(4, Hp - 2 - 4 * ty)
+    j0 = 4 * tx
+    nc = min(4, Wp - 2 - j0)
+    ytf = Yt.reshape(Yt.size)
+    whole = nr == 4 and nc == 4
+    dst = yf if whole else ytf
+    msk = mf if whole else ytf
+    doff = ((n * Hp + 4 * ty + 1) * Wp + j0 + 1) * Co if whole else 0
+    drs = Wp * Co if whole else 4 * Co
+    wino4_out_store(mtf, moff, mrs, mcs, Co // L, dst, doff, drs, Co, bias, post if whole else 0, msk)
+    if not whole:
         for r in range(nr):
             for c in range(nc):
                 _store(Yt[4 * r + c], yf, mf, ((n * Hp + 4 * ty + r + 1) * Wp + j0 + c + 1) * Co, Co, post)

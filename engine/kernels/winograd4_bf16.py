@@ -44,8 +44,8 @@ from .._numba import jit, pjit
 from . import winograd, winograd4
 from .gemm_bf16 import L, make_patch_transform_bf16, rows_of_tiles_bf16
 from .gemm_tile import _block
-from .winograd4 import (TXB, _a, _add_bias_grad, _bt, _dy_source, _patch_source, _separable, _store,
-                        transform_weights, wino4_out_store)
+from .winograd4 import (TXB, _a, _add_bias_grad, _bt, _dy_source, _output_block, _patch_source, _separable,
+                        transform_weights)
 
 wino4_in16 = make_patch_transform_bf16(6, lambda b, d: _separable(b, d, 6, _bt))            # B^T d B
 wino4_in16x2 = make_patch_transform_bf16(6, lambda b, d: _separable(b, d, 6, _bt), pair=True)
@@ -74,7 +74,6 @@ def _forward_kernel(xp, Ub, bias, yp, post, mask, V, M, patch, Y):
 def _forward_task(xp, Ub, bias, yp, post, mask, Vt, Mt, pt, Yt, n, ty, tx0):
     # one row ty of 4x4 output blocks of image n, blocks tx0 .. tx0 + TXB - 1
     N, Hp, Wp, Cx = xp.shape
-    H = Hp - 2
     W = Wp - 2
     Ci = Vt.shape[2]
     Co = Ub.shape[2]
@@ -87,7 +86,6 @@ def _forward_task(xp, Ub, bias, yp, post, mask, Vt, Mt, pt, Yt, n, ty, tx0):
     mf = mask.reshape(mask.size)
     vf = Vt.reshape(Vt.size)
     mtf = Mt.reshape(Mt.size)
-    ytf = Yt.reshape(Yt.size)
     xf = xp.reshape(xp.size)
     for t in range(ntx):
         src, base, rs, cs = _patch_source(xp, xf, n, ty, tx0 + t, Ci, pt)
@@ -98,25 +96,8 @@ def _forward_task(xp, Ub, bias, yp, post, mask, Vt, Mt, pt, Yt, n, ty, tx0):
         for cb in range(Co // bw):
             rows_of_tiles_bf16(vf, xi * txb * Ci // 2, Ci // 2, 1, uf, xi * (Ci // 2) * Co + cb * bw, Co,
                                mtf, xi * txb * Co + cb * bw, Co, Ci // 2, ntx, nv)
-    nr = min(4, H - 4 * ty)
-    for t in range(ntx):
-        j0 = 4 * (tx0 + t)
-        nc = min(4, W - j0)
-        # Y = A^T M[:, t] A + bias, post-processed: a whole block straight into the image,
-        # a block cut by the bottom or right edge into the scratch Y (16, Co) first. One call
-        # site for both, so that a block's values are bitwise the same wherever it lies
-        # (two inlined copies of the transform may be compiled into different instructions).
-        whole = nr == 4 and nc == 4
-        dst = yf if whole else ytf
-        msk = mf if whole else ytf
-        doff = ((n * Hp + 4 * ty + 1) * Wp + j0 + 1) * Co if whole else 0
-        drs = Wp * Co if whole else 4 * Co
-        wino4_out_store(mtf, t * Co, 6 * txb * Co, txb * Co, Co // L, dst, doff, drs, Co, bias, post if whole else 0, msk)
-        if whole:
-            continue
-        for r in range(nr):
-            for c in range(nc):
-                _store(Yt[4 * r + c], yf, mf, ((n * Hp + 4 * ty + r + 1) * Wp + j0 + c + 1) * Co, Co, post)
+    for t in range(ntx):  # M position-major: xi at xi * txb Co + t Co
+        _output_block(mtf, t * Co, 6 * txb * Co, txb * Co, yf, mf, Yt, bias, post, n, ty, tx0 + t, Hp, Wp, Co, L)
 
 
 _pair_rows = make_patch_transform_bf16(1, lambda b, d: [d[0][0]], pair=True)  # two rows -> interleaved
