@@ -223,4 +223,4 @@ def weight_grad_into(xp, dyp, dw, db):
     if ws.part is None:
         ws.part = np.zeros((ws.V.shape[0], 36, ci, co), np.float32)
     _wgrad_kernel(xp, dyp, ws.part, ws.dbpart, ws.Vw, ws.D, ws.patch2, ws.dpatch2)
-    winograd4._wgrad_reduce(ws.part, ws.dbpart, ws.T, dw, db)
+    winograd4.reduce_into(ws.part, ws.dbpart, ws.T, dw, db)
