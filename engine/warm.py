@@ -23,11 +23,11 @@ _started = False
 
 def _kernels():
     """The dispatchers warm() compiles, in its order."""
-    from .kernels import activations, conv3x3, winograd4
+    from .kernels import activations, conv3x3, median, winograd4
     from . import optim
 
     return [winograd4._wgrad_kernel, winograd4._wgrad_reduce, conv3x3._weight_grad_kernel,
-            conv3x3._reduce_partials, activations._loss_kernel, optim._adam_kernel]
+            conv3x3._reduce_partials, activations._loss_kernel, optim._adam_kernel, median._median_kernel]
 
 
 def is_cold():
@@ -61,7 +61,8 @@ def start():
 def warm():
     """Compile (into the cache) the kernels a training step needs last, by calling them as
     the job does, on tiny float32 arrays: the wide layers' weight gradient (Winograd
-    F(4x4)), the thin layers' (direct, both layouts), the L1/MSE loss and Adam. (Not the
+    F(4x4)), the thin layers' (direct, both layouts), the L1/MSE loss, Adam, and the
+    self-ensemble's median (needed once the first network is trained). (Not the
     bfloat16 forward of large results' inference, conv3x3.set_precision: a job that needs
     it trains for minutes first, and with it here a small first run took 17.2 s against
     13.8 s without, in one batch.)"""
@@ -88,6 +89,9 @@ def warm():
     y = np.zeros((1, h, w, 3), f32)
     loss_into(y, y.copy(), np.empty_like(y), "l1")
     Adam(net, lr=1e-3).step()
+    from .kernels.median import median_into
+
+    median_into(np.zeros((8, 4, 4, 3), f32), np.zeros((6, 6, 3), f32), 3, 3, 1, 1)
 
 
 if __name__ == "__main__":

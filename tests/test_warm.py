@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-# after a tiny training job, in a process whose cache the warming child filled first: how
+# after a tiny training job and an ensemble's inference, in a process whose cache the warming child filled first: how
 # each warmed kernel was obtained (cache hits, compilations)
 _JOB = textwrap.dedent("""
     import numpy as np
@@ -12,7 +12,9 @@ _JOB = textwrap.dedent("""
     from zssr.engine.train import Trainer, TrainConfig
     assert not warm.is_cold()
     img = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
-    Trainer(img, TrainConfig.make("zssr", iters=2, crop=12, eval_every=0, anisotropic=False, gradual=1)).run()
+    tr = Trainer(img, TrainConfig.make("zssr", iters=2, crop=12, eval_every=0, anisotropic=False, gradual=1)).run()
+    from zssr.engine.infer import apply_network
+    apply_network(tr.net, img, ensemble=True)  # the self-ensemble's median
     for d in warm._kernels():
         print(d.py_func.__name__, sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values()))
 """)
@@ -29,7 +31,7 @@ def test_the_child_compiles_what_the_job_then_loads_from_the_cache(tmp_path):
     r = run(_JOB)
     assert r.returncode == 0, r.stderr
     rows = [line.split() for line in r.stdout.splitlines()]
-    assert len(rows) == 6
+    assert len(rows) == 7
     for name, hits, misses in rows:  # every warmed kernel came from the cache, none was compiled again
         assert int(hits) >= 1 and int(misses) == 0, (name, hits, misses)
 
