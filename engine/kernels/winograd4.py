@@ -35,7 +35,9 @@ bitwise the same result. The weight gradient keeps position-major, see Workspace
 Rounding: the error is larger than F(2x2)'s (the transforms have entries up to 8 and
 1/24). Measured in float32 against float64 on 96x96x64 ReLU activations with the zssr
 init, as the largest error over the largest value (rms error over rms value):
-forward 6.6e-6 (1.4e-6), input gradient 7.8e-6 (1.7e-6), weight gradient 7.5e-6 (2.9e-6);
+forward 6.6e-6 (1.4e-6), input gradient 7.8e-6 (1.7e-6), weight gradient 7.5e-6 (2.9e-6)
+(with the weight transforms as combinations of planes, _combine: 5.9e-6, 6.5e-6, 6.7e-6
+against 6.6e-6, 6.9e-6, 6.6e-6 for the separable ones on the same data);
 F(2x2): 3.3e-7 (2.3e-7), 4.4e-7 (2.6e-7), 1.2e-6 (8.9e-7); direct: 8.2e-7 (3.1e-7),
 1.2e-6 (4.3e-7), 1.3e-6 (8.7e-7). An output also depends, by its rounding, on every pixel
 of its block's 6x6 patch, up to 3 pixels beyond its own 3x3 window on one side:
@@ -138,60 +140,58 @@ wino4_dy = make_patch_transform(4, lambda b, g: _separable(b, g, 6, _a))     # 4
 wino4_out_store = make_transform_store(6, 4, lambda b, m: _separable(b, m, 4, _at))
 
 
-@pjit
-def transform_weights(w9, U, T):
-    # w9 (9, Ci, Co) taps row-major -> U (36, Ci, Co) = G g G^T for every (i, o).
-    # T (6, 3, Ci, Co) scratch holds G g. Each loop runs over a chunk of a plane's Ci * Co
-    # weights, the chunks shared by the threads: serial, the other thread spun while this
-    # ran, and so slowed it (0.36 ms a call in a training step, 46 us alone; see _planes).
-    n = w9.shape[1] * w9.shape[2]
-    g = w9.reshape((9, n))
-    t = T.reshape((18, n))
-    u = U.reshape((36, n))
-    for k in numba.prange(_nchunks(n)):
-        k0, m = _chunk(k, n)
-        for c in range(3):  # G g, column c of the kernel
-            _g_rows(g[c, k0:], g[3 + c, k0:], g[6 + c, k0:], t[c, k0:], t[3 + c, k0:], t[6 + c, k0:],
-                    t[9 + c, k0:], t[12 + c, k0:], t[15 + c, k0:], m)
-        for a in range(6):  # (G g) G^T, row a
-            _g_rows(t[3 * a, k0:], t[3 * a + 1, k0:], t[3 * a + 2, k0:], u[6 * a, k0:], u[6 * a + 1, k0:],
-                    u[6 * a + 2, k0:], u[6 * a + 3, k0:], u[6 * a + 4, k0:], u[6 * a + 5, k0:], m)
-
-
-# The weight transforms (G g G^T before the products, G^T m G after the weight gradient's)
-# run over planes of Ci * Co values, element by element: in chunks of PLANE_CHUNK values
-# (a multiple of the vector width), shared by the threads. Run serially they were several
-# times slower inside a training step than alone (0.36 ms against 46 us for 64 x 64 in one
-# measurement, 107 us in another), the other thread spinning at its barrier meanwhile.
+# The weight transforms, G g G^T before the products and G^T m G after the weight
+# gradient's, are linear maps of the 9 (or 36) planes of Ci x Co values: each output plane
+# a fixed combination of the input planes, with the coefficients of G (x) G (np.kron: entry
+# (6a + b, 3r + c) is G[a, r] G[b, c]). They run as such, `_combine`: one task per output
+# plane and chunk of PLANE_CHUNK values, the tasks shared by the threads, each a few
+# vectorised passes over its chunk. Serial (G g, then (G g) G^T, as separable loops), a
+# transform took 37-46 us alone but 107-370 us inside a training step (the data out of
+# cache after the products, U's lines last read by both cores); the separable loops in a
+# parallel loop took a first run 4.2-4.6 s to compile against 1.4 s serially, this form
+# about 1 s. Rounding: each output is one sum of up to 9 (36) products with coefficients
+# rounded once to the dtype, as accurate as the separable form (largest error against
+# float64 1.1e-7 against 9.9e-8, of values up to 4.7) but not bitwise the same.
 PLANE_CHUNK = 1024
+_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+_GG = np.kron(_G, _G)  # (36, 9)
 
 
-@jit(inline="always")
-def _nchunks(n):
-    return (n + PLANE_CHUNK - 1) // PLANE_CHUNK
+@functools.lru_cache(maxsize=None)
+def _coefficients(dtype):
+    """(G (x) G, its transpose) in `dtype`, C-contiguous: the weight transform's and the
+    weight gradient's."""
+    return (np.ascontiguousarray(_GG, dtype), np.ascontiguousarray(_GG.T, dtype))
 
 
-@jit(inline="always")
-def _chunk(k, n):
-    k0 = k * PLANE_CHUNK
-    return k0, min(n, k0 + PLANE_CHUNK) - k0
+@pjit
+def _combine(C, src, dst):
+    # dst (R, n) = C (R, Q) @ src (Q, n), skipping zero coefficients, in order of q
+    R, Q = C.shape
+    n = src.shape[1]
+    nch = (n + PLANE_CHUNK - 1) // PLANE_CHUNK
+    for task in numba.prange(R * nch):
+        r = task // nch
+        k0 = (task % nch) * PLANE_CHUNK
+        k1 = min(n, k0 + PLANE_CHUNK)
+        m = k1 - k0
+        d = dst[r, k0:k1]
+        for j in range(m):
+            d[j] = 0.0
+        for q in range(Q):
+            c = C[r, q]
+            if c != 0.0:
+                a = src[q, k0:k1]
+                for j in range(m):
+                    d[j] += c * a[j]
 
 
-@jit(inline="always")
-def _g_rows(g0, g1, g2, o0, o1, o2, o3, o4, o5, n):
-    # (o0..o5) = G (g0, g1, g2), plane by plane
-    for k in range(n):
-        o0[k] = 0.25 * g0[k]
-    for k in range(n):
-        o1[k] = -(g0[k] + g1[k] + g2[k]) / 6.0
-    for k in range(n):
-        o2[k] = -(g0[k] - g1[k] + g2[k]) / 6.0
-    for k in range(n):
-        o3[k] = g0[k] / 24.0 + g1[k] / 12.0 + g2[k] / 6.0
-    for k in range(n):
-        o4[k] = g0[k] / 24.0 - g1[k] / 12.0 + g2[k] / 6.0
-    for k in range(n):
-        o5[k] = g2[k]
+def transform_weights(w9, U, T=None):
+    """U (36, Ci, Co) = G g G^T of w9 (9, Ci, Co) (taps row-major), for every (i, o). (T, the
+    separable form's scratch, is no longer used.)"""
+    n = w9.shape[1] * w9.shape[2]
+    _combine(_coefficients(w9.dtype)[0], w9.reshape((9, n)), U.reshape((36, n)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -405,48 +405,42 @@ def _wgrad_chunk(xp, dyp, p36, dbt, Vt, Dt, pt, gt, L, b0, nb):
 
 
 @pjit
-def _wgrad_reduce(part, dbpart, R, dw, db):
-    # dw (3, 3, Ci, Cout) = G^T (sum_t part[t]) G ; db (Cout,) = sum_t dbpart[t]; t in order.
-    # The sum is made in place in part[0], G^T on the rows into R (6, 3, Ci, Co) (scratch),
-    # every loop over a chunk of the Ci * Co values of a plane (so that LLVM vectorises it),
-    # the chunks shared by the threads (see PLANE_CHUNK).
+def _wgrad_reduce(part, dbpart, Ct, dw, db):
+    # dw (3, 3, Ci, Co) = G^T (sum_t part[t]) G ; db (Co,) = sum_t dbpart[t]; t in order.
+    # One task per chunk of PLANE_CHUNK values of the Ci * Co planes: the threads' partial
+    # sums added in order into part[0], then each of dw's 9 planes the combination Ct (9,
+    # 36) of the 36 (see _combine).
     T = part.shape[0]
-    Ci = dw.shape[2]
     Co = dw.shape[3]
-    n = Ci * Co
+    n = dw.shape[2] * Co
     p = part.reshape((T, 36, n))
-    s = p[0]
-    r = R.reshape((18, n))
     w = dw.reshape((9, n))
-    for k in numba.prange(_nchunks(n)):
-        k0, m = _chunk(k, n)
+    nch = (n + PLANE_CHUNK - 1) // PLANE_CHUNK
+    for k in numba.prange(nch):
+        k0 = k * PLANE_CHUNK
+        k1 = min(n, k0 + PLANE_CHUNK)
+        m = k1 - k0
         for xi in range(36):
+            a = p[0, xi, k0:k1]
             for t in range(1, T):
-                a, b = s[xi, k0:], p[t, xi, k0:]
+                b = p[t, xi, k0:k1]
                 for j in range(m):
                     a[j] += b[j]
-        for a in range(6):  # (m G) for row a of m: columns 6a .. 6a + 5 -> 3
-            _gt(s[6 * a, k0:], s[6 * a + 1, k0:], s[6 * a + 2, k0:], s[6 * a + 3, k0:], s[6 * a + 4, k0:],
-                s[6 * a + 5, k0:], r[3 * a, k0:], r[3 * a + 1, k0:], r[3 * a + 2, k0:], m)
-        for c in range(3):  # G^T (m G), column c; dw[r, c] is plane 3 r + c
-            _gt(r[c, k0:], r[3 + c, k0:], r[6 + c, k0:], r[9 + c, k0:], r[12 + c, k0:], r[15 + c, k0:],
-                w[c, k0:], w[3 + c, k0:], w[6 + c, k0:], m)
+        for r in range(9):
+            d = w[r, k0:k1]
+            for j in range(m):
+                d[j] = 0.0
+            for xi in range(36):
+                c = Ct[r, xi]
+                if c != 0.0:
+                    a = p[0, xi, k0:k1]
+                    for j in range(m):
+                        d[j] += c * a[j]
     for o in range(Co):
         acc = dbpart[0, o]
         for t in range(1, T):
             acc += dbpart[t, o]
         db[o] = acc
-
-
-@jit(inline="always")
-def _gt(m0, m1, m2, m3, m4, m5, o0, o1, o2, n):
-    # (o0, o1, o2) = G^T (m0 .. m5), plane by plane
-    for k in range(n):
-        o0[k] = 0.25 * m0[k] - (m1[k] + m2[k]) / 6.0 + (m3[k] + m4[k]) / 24.0
-    for k in range(n):
-        o1[k] = (m2[k] - m1[k]) / 6.0 + (m3[k] - m4[k]) / 12.0
-    for k in range(n):
-        o2[k] = (m3[k] + m4[k] - m1[k] - m2[k]) / 6.0 + m5[k]
 
 
 class Workspace:
@@ -499,12 +493,14 @@ def weight_grad_into(xp, dyp, dw, db):
 
 def reduce_into(part, dbpart, R, dw, db):
     """dw = G^T (sum of the threads' partial sums) G, db = the sum of theirs (_wgrad_reduce;
-    R is scratch). dw is written as flat planes: a non-contiguous dw gets a copy."""
+    R, the separable form's scratch, is no longer used). dw is written as flat planes: a
+    non-contiguous dw gets a copy."""
+    Ct = _coefficients(dw.dtype)[1]
     if dw.flags.c_contiguous:
-        _wgrad_reduce(part, dbpart, R, dw, db)
+        _wgrad_reduce(part, dbpart, Ct, dw, db)
     else:
         out = np.empty(dw.shape, dw.dtype)
-        _wgrad_reduce(part, dbpart, R, out, db)
+        _wgrad_reduce(part, dbpart, Ct, out, db)
         dw[...] = out
 
 
