@@ -165,31 +165,33 @@ def _coefficients(dtype):
     return (np.ascontiguousarray(_GG, dtype), np.ascontiguousarray(_GG.T, dtype))
 
 
+@jit(inline="always")
+def _combination(C, r, src, dst, k0, k1):
+    # dst[r, k0:k1] = sum_q C[r, q] src[q, k0:k1], zero coefficients skipped, in order of q
+    m = k1 - k0
+    d = dst[r, k0:k1]
+    for j in range(m):
+        d[j] = 0.0
+    for q in range(C.shape[1]):
+        c = C[r, q]
+        if c != 0.0:
+            a = src[q, k0:k1]
+            for j in range(m):
+                d[j] += c * a[j]
+
+
 @pjit
 def _combine(C, src, dst):
-    # dst (R, n) = C (R, Q) @ src (Q, n), skipping zero coefficients, in order of q
-    R, Q = C.shape
+    # dst (R, n) = C (R, Q) @ src (Q, n): one task per output plane and chunk
     n = src.shape[1]
     nch = (n + PLANE_CHUNK - 1) // PLANE_CHUNK
-    for task in numba.prange(R * nch):
-        r = task // nch
+    for task in numba.prange(C.shape[0] * nch):
         k0 = (task % nch) * PLANE_CHUNK
-        k1 = min(n, k0 + PLANE_CHUNK)
-        m = k1 - k0
-        d = dst[r, k0:k1]
-        for j in range(m):
-            d[j] = 0.0
-        for q in range(Q):
-            c = C[r, q]
-            if c != 0.0:
-                a = src[q, k0:k1]
-                for j in range(m):
-                    d[j] += c * a[j]
+        _combination(C, task // nch, src, dst, k0, min(n, k0 + PLANE_CHUNK))
 
 
-def transform_weights(w9, U, T=None):
-    """U (36, Ci, Co) = G g G^T of w9 (9, Ci, Co) (taps row-major), for every (i, o). (T, the
-    separable form's scratch, is no longer used.)"""
+def transform_weights(w9, U):
+    """U (36, Ci, Co) = G g G^T of w9 (9, Ci, Co) (taps row-major), for every (i, o)."""
     n = w9.shape[1] * w9.shape[2]
     _combine(_coefficients(w9.dtype)[0], w9.reshape((9, n)), U.reshape((36, n)))
 
@@ -419,23 +421,14 @@ def _wgrad_reduce(part, dbpart, Ct, dw, db):
     for k in numba.prange(nch):
         k0 = k * PLANE_CHUNK
         k1 = min(n, k0 + PLANE_CHUNK)
-        m = k1 - k0
         for xi in range(36):
             a = p[0, xi, k0:k1]
             for t in range(1, T):
                 b = p[t, xi, k0:k1]
-                for j in range(m):
+                for j in range(k1 - k0):
                     a[j] += b[j]
         for r in range(9):
-            d = w[r, k0:k1]
-            for j in range(m):
-                d[j] = 0.0
-            for xi in range(36):
-                c = Ct[r, xi]
-                if c != 0.0:
-                    a = p[0, xi, k0:k1]
-                    for j in range(m):
-                        d[j] += c * a[j]
+            _combination(Ct, r, p[0], w, k0, k1)
     for o in range(Co):
         acc = dbpart[0, o]
         for t in range(1, T):
@@ -450,7 +443,6 @@ class Workspace:
     def __init__(self, ci, co, dtype, txb=TXB):
         t = numba.config.NUMBA_NUM_THREADS
         self.U = np.zeros((36, ci, co), dtype)
-        self.T = np.zeros((6, 3, ci, co), dtype)
         self.V = np.zeros((t, txb, 36, ci), dtype)  # the forward's: block-major (module docstring)
         self.M = np.zeros((t, txb, 36, co), dtype)
         self.patch = np.zeros((t, 6, 6, ci), dtype)
@@ -472,7 +464,7 @@ def workspace(ci, co, dtype):
 def forward_into(xp, w9, bias, yp, post, mask):
     """The F(4x4, 3x3) form of conv3x3.forward_into (same arguments and result)."""
     ws = workspace(w9.shape[1], w9.shape[2], w9.dtype)
-    transform_weights(w9, ws.U, ws.T)
+    transform_weights(w9, ws.U)
     _forward_kernel(xp, ws.U, bias, yp, post, mask, ws.V, ws.M, ws.patch, ws.Y, lanes(yp.dtype), _zeros(yp.shape[3], yp.dtype))
 
 
@@ -488,13 +480,12 @@ def weight_grad_into(xp, dyp, dw, db):
     if ws.part is None:
         ws.part = np.zeros((ws.V.shape[0], 36, ci, co), dyp.dtype)
     _wgrad_kernel(xp, dyp, ws.part, ws.dbpart, ws.Vw, ws.D, ws.patch, ws.dpatch, lanes(dyp.dtype))
-    reduce_into(ws.part, ws.dbpart, ws.T, dw, db)
+    reduce_into(ws.part, ws.dbpart, dw, db)
 
 
-def reduce_into(part, dbpart, R, dw, db):
-    """dw = G^T (sum of the threads' partial sums) G, db = the sum of theirs (_wgrad_reduce;
-    R, the separable form's scratch, is no longer used). dw is written as flat planes: a
-    non-contiguous dw gets a copy."""
+def reduce_into(part, dbpart, dw, db):
+    """dw = G^T (sum of the threads' partial sums) G, db = the sum of theirs (_wgrad_reduce).
+    dw is written as flat planes: a non-contiguous dw gets a copy."""
     Ct = _coefficients(dw.dtype)[1]
     if dw.flags.c_contiguous:
         _wgrad_reduce(part, dbpart, Ct, dw, db)

@@ -190,7 +190,6 @@ class Workspace:
     def __init__(self, ci, co, dtype, txb=TXB):
         t = numba.config.NUMBA_NUM_THREADS
         self.U = np.zeros((36, ci, co), np.float32)
-        self.T = np.zeros((6, 3, ci, co), np.float32)
         self.Ub = np.zeros((36, ci // 2, co, 2), np.uint16)
         self.V = np.zeros((t, 36, txb, ci), np.uint16)
         self.M = np.zeros((t, 36, txb, co), np.float32)
@@ -211,7 +210,7 @@ def workspace(ci, co):
 def forward_into(xp, w9, bias, yp, post, mask):
     """The bfloat16 F(4x4, 3x3) form of conv3x3.forward_into (float32 buffers)."""
     ws = workspace(w9.shape[1], w9.shape[2])
-    transform_weights(w9, ws.U, ws.T)
+    transform_weights(w9, ws.U)
     pack_weights(ws.U, ws.Ub)
     _forward_kernel(xp, ws.Ub, bias, yp, post, mask, ws.V, ws.M, ws.patch, ws.Y)
 
@@ -223,4 +222,4 @@ def weight_grad_into(xp, dyp, dw, db):
     if ws.part is None:
         ws.part = np.zeros((ws.V.shape[0], 36, ci, co), np.float32)
     _wgrad_kernel(xp, dyp, ws.part, ws.dbpart, ws.Vw, ws.D, ws.patch2, ws.dpatch2)
-    winograd4.reduce_into(ws.part, ws.dbpart, ws.T, dw, db)
+    winograd4.reduce_into(ws.part, ws.dbpart, dw, db)
