@@ -39,6 +39,30 @@ def sources_digest(root=ROOT):
     return h.hexdigest()
 
 
+def native_vector_bits():
+    """The width of the vector registers the engine's intrinsics are written for: 512 on CPUs
+    with AVX-512 (32 registers of 16 float32), else 256 (AVX2: 16 registers of 8). The
+    kernels' data layout stays in 16-float32 blocks either way (`gemm_tile.lanes`); on 256
+    bits the register tiles are cut into pieces that fit 16 registers (`gemm_tile`).
+    ZSSR_VECTOR_BITS=256 forces the AVX2 form (to test it on an AVX-512 machine)."""
+    forced = os.environ.get("ZSSR_VECTOR_BITS", "").strip()
+    if forced in ("256", "512"):
+        return int(forced)
+    from numba.core import config
+
+    if config.CPU_NAME not in (None, "host"):
+        return 512 if "+avx512f" in (config.CPU_FEATURES or "") else 256
+    try:
+        import llvmlite.binding as llvm
+
+        return 512 if llvm.get_host_cpu_features().get("avx512f", False) else 256
+    except RuntimeError:
+        return 256
+
+
+NATIVE_BITS = native_vector_bits()
+
+
 def _track_dependencies():
     """Make the cache stamp of functions defined under ROOT (source hash, sources_digest()),
     by wrapping Numba's cache locators. Does nothing on a Numba without these internals
@@ -51,7 +75,7 @@ def _track_dependencies():
         return
     if getattr(impl, "_zssr_digest", None):
         return
-    digest = sources_digest()
+    digest = (sources_digest(), NATIVE_BITS)  # the intrinsics' code depends on the vector width
     prefix = ROOT + os.sep
 
     def wrap(base):

@@ -8,6 +8,15 @@ live in vector registers for the whole K loop: each step loads NV vectors of one
 broadcasts one element of A per row, and issues P*NV fused multiply-adds. With P=4, NV=4
 that is 16 FMAs for 4 vector loads and 4 broadcasts, which keeps the FMA units busy.
 
+The vector width is the CPU's (`_numba.NATIVE_BITS`). The data layout is in 512-bit blocks
+everywhere; on a CPU without AVX-512 (AVX2: 16 registers of 256 bits, most laptops) a block
+is two registers, and a tile whose accumulators would not fit is run as pieces of at most
+6 rows x 2 registers, each over the whole K loop (`_pieces`). Left to LLVM, the 512-bit
+form on AVX2 kept 48 half-vectors "in registers" that do not exist: a training step on a
+96x96 crop took 67-76 ms, against 33 ms in pieces (AMD EPYC Zen 3, 2 threads, 2026-12-03).
+The sums are the same, in the same order: both forms give bitwise the same results
+(`tests/test_vector_width.py`).
+
 Why an intrinsic: Numba has no vector type, and LLVM does not turn a loop nest with 64
 accumulators into register-resident vectors by itself (plain loops measured 20-60 GFLOP/s
 here, this kernel ~480). So this one function is written in LLVM IR with llvmlite; every
@@ -41,15 +50,22 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._numba import jit
+from .._numba import NATIVE_BITS, jit
 
 VECTOR_BITS = 512
+"""The layout's vector: the kernels keep channels in blocks of 512 bits (16 float32, 8
+float64) whatever the CPU, and the intrinsics' arguments count in those blocks."""
+
+REGISTERS = 32 if NATIVE_BITS >= 512 else 16
+"""Vector registers of the native width (AVX-512: 32 zmm; AVX2: 16 ymm)."""
 
 
 class _Emit:
     """What the intrinsics here share: their integer arguments cast to int64 and their
-    arrays' data pointers (`args`, in signature order), the vector type of the arrays'
-    dtype, and a few emitters."""
+    arrays' data pointers (`args`, in signature order), the layout's lanes L (a 512-bit
+    block of the arrays' dtype), the native vector type vt of N lanes (NATIVE_BITS: N = L
+    with AVX-512, L/2 with AVX2, where one layout block is two registers), and a few
+    emitters. Everything loaded, computed and stored is a native vector."""
 
     def __init__(self, context, builder, signature, args):
         sargs = signature.args
@@ -58,11 +74,13 @@ class _Emit:
                      else context.cast(builder, v, t, types.int64) for v, t in zip(args, sargs)]
         dt = next(t.dtype for t in sargs if isinstance(t, types.Array))
         self.L = VECTOR_BITS // dt.bitwidth
-        self.vt = ir.VectorType(context.get_value_type(dt), self.L)
+        self.N = min(NATIVE_BITS, VECTOR_BITS) // dt.bitwidth
+        self.H = self.L // self.N  # native vectors per layout block
+        self.vt = ir.VectorType(context.get_value_type(dt), self.N)
         self.vpt = self.vt.as_pointer()
         self.zero = ir.Constant(self.vt, None)
         self.fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(self.vt, [self.vt] * 3), f"llvm.fma.v{self.L}f{dt.bitwidth}")
+            builder.module, ir.FunctionType(self.vt, [self.vt] * 3), f"llvm.fma.v{self.N}f{dt.bitwidth}")
 
     def const(self, v):
         return ir.Constant(ir.IntType(64), v)
@@ -103,6 +121,20 @@ def lanes(dtype):
     return VECTOR_BITS // (8 * np.dtype(dtype).itemsize)
 
 
+def _pieces(P, NVN):
+    """How a tile of P rows x NVN native vectors is cut so that its accumulators, a row of B
+    and a broadcast fit in the registers: whole with AVX-512 (at most 24 accumulators of 32
+    registers; one row of up to 15 vectors); with AVX2's 16, pieces of at most 6 rows x 2 vectors (12 accumulators, 2
+    loads of B, 1 broadcast), each running the whole loop over taps and K. Every element of
+    C is summed in the same order either way, so the results are bitwise the same."""
+    if P * NVN + NVN + 1 <= REGISTERS or (P == 1 and NVN + 1 <= REGISTERS):  # one row: B is used once, from memory
+        return [(range(P), range(NVN))]
+    cv = min(NVN, 2)
+    rg = max(1, (REGISTERS - cv - 1) // cv)
+    return [(range(r, min(P, r + rg)), range(c, min(NVN, c + cv)))
+            for c in range(0, NVN, cv) for r in range(0, P, rg)]
+
+
 def make_tile(P, NV, fused=False):
     """Build the intrinsic
     ``tile(a, a_off, sap, sak, tar, tac, b, b_off, sbk, tbs, c, c_off, scp, K, nth, ntw)``
@@ -141,45 +173,46 @@ def make_tile(P, NV, fused=False):
         e = _Emit(context, builder, signature, args)
         (ap, a_off_, sap_, sak_, tar_, tac_, bp, b_off_, sbk_, tbs_,
          cp, c_off_, scp_, K_, nth_, ntw_) = e.args[:16]
-        L, vt, const = e.L, e.vt, e.const
+        N, vt, const = e.N, e.vt, e.const
         undef = ir.Constant(vt, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), N), [0] * N)
         if fused:
             bias_p, bias_off_, post_, mask_p = e.args[16:]
-            bias_v = [e.load(bias_p, builder.add(bias_off_, const(v * L))) for v in range(NV)]
-        # Accumulators: allocas that LLVM's mem2reg turns into vector registers.
-        acc = []
-        for p in range(P):
-            row_off = builder.add(c_off_, builder.mul(const(p), scp_))
-            for v in range(NV):
-                off = builder.add(row_off, const(v * L))
-                slot = cgutils.alloca_once(builder, vt)
-                builder.store(bias_v[v] if fused else e.load(cp, off), slot)
-                acc.append((slot, off))
+        for rows, cols in _pieces(P, NV * e.H):
+            # One piece of the tile: its accumulators are allocas that LLVM's mem2reg turns
+            # into vector registers, for the whole loop over taps and K.
+            acc = {}
+            for p in rows:
+                row_off = builder.add(c_off_, builder.mul(const(p), scp_))
+                for v in cols:
+                    off = builder.add(row_off, const(v * N))
+                    slot = cgutils.alloca_once(builder, vt)
+                    builder.store(e.load(bias_p, builder.add(bias_off_, const(v * N))) if fused else e.load(cp, off), slot)
+                    acc[p, v] = (slot, off)
 
-        with cgutils.for_range(builder, nth_) as loop_th:
-            th = loop_th.index
-            with cgutils.for_range(builder, ntw_) as loop_tw:
-                tw = loop_tw.index
-                a_tap = builder.add(a_off_, builder.add(builder.mul(th, tar_), builder.mul(tw, tac_)))
-                b_tap = builder.add(b_off_, builder.mul(builder.add(builder.mul(th, ntw_), tw), tbs_))
-                with cgutils.for_range(builder, K_) as loop:
-                    k = loop.index
-                    brow = builder.add(b_tap, builder.mul(k, sbk_))
-                    bv = [e.load(bp, builder.add(brow, const(v * L))) for v in range(NV)]
-                    acol = builder.add(a_tap, builder.mul(k, sak_))
-                    for p in range(P):
-                        s = builder.load(builder.gep(ap, [builder.add(acol, builder.mul(const(p), sap_))]))
-                        sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
-                        for v in range(NV):
-                            slot = acc[p * NV + v][0]
-                            builder.store(builder.call(e.fma, [sv, bv[v], builder.load(slot)]), slot)
+            with cgutils.for_range(builder, nth_) as loop_th:
+                th = loop_th.index
+                with cgutils.for_range(builder, ntw_) as loop_tw:
+                    tw = loop_tw.index
+                    a_tap = builder.add(a_off_, builder.add(builder.mul(th, tar_), builder.mul(tw, tac_)))
+                    b_tap = builder.add(b_off_, builder.mul(builder.add(builder.mul(th, ntw_), tw), tbs_))
+                    with cgutils.for_range(builder, K_) as loop:
+                        k = loop.index
+                        brow = builder.add(b_tap, builder.mul(k, sbk_))
+                        bv = {v: e.load(bp, builder.add(brow, const(v * N))) for v in cols}
+                        acol = builder.add(a_tap, builder.mul(k, sak_))
+                        for p in rows:
+                            s = builder.load(builder.gep(ap, [builder.add(acol, builder.mul(const(p), sap_))]))
+                            sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
+                            for v in cols:
+                                slot = acc[p, v][0]
+                                builder.store(builder.call(e.fma, [sv, bv[v], builder.load(slot)]), slot)
 
-        if fused:
-            e.store_post([(builder.load(slot), off) for slot, off in acc], cp, post_, mask_p)
-        else:
-            for slot, off in acc:
-                builder.store(builder.load(slot), e.ptr(cp, off), align=4)
+            if fused:
+                e.store_post([(builder.load(slot), off) for slot, off in acc.values()], cp, post_, mask_p)
+            else:
+                for slot, off in acc.values():
+                    builder.store(builder.load(slot), e.ptr(cp, off), align=4)
         return context.get_dummy_value()
 
     tile.__name__ = f"tile_{P}x{NV}" + ("_fused" if fused else "")
@@ -209,39 +242,55 @@ def make_dot_tile(P, O):
         def codegen(context, builder, signature, args):
             e = _Emit(context, builder, signature, args)
             ap, a_off_, sap_, tar_, tac_, nk_, wp, w_off_, swo_, swt_, cp, c_off_, scp_, nth_, ntw_ = e.args
-            L, vt, const, vload, fma = e.L, e.vt, e.const, e.load, e.fma
-            acc = []
-            for _ in range(P * O):
-                slot = cgutils.alloca_once(builder, vt)
-                builder.store(ir.Constant(vt, None), slot)
-                acc.append(slot)
-            with cgutils.for_range(builder, nth_) as loop_th:
-                th = loop_th.index
-                with cgutils.for_range(builder, ntw_) as loop_tw:
-                    tw = loop_tw.index
-                    a_tap = builder.add(a_off_, builder.add(builder.mul(th, tar_), builder.mul(tw, tac_)))
-                    w_tap = builder.add(w_off_, builder.mul(builder.add(builder.mul(th, ntw_), tw), swt_))
-                    with cgutils.for_range(builder, nk_) as loop:
-                        k = builder.mul(loop.index, const(L))
-                        wv = [vload(wp, builder.add(builder.add(w_tap, builder.mul(const(o), swo_)), k)) for o in range(O)]
-                        for p in range(P):
-                            av = vload(ap, builder.add(builder.add(a_tap, builder.mul(const(p), sap_)), k))
-                            for o in range(O):
-                                slot = acc[p * O + o]
-                                builder.store(builder.call(fma, [av, wv[o], builder.load(slot)]), slot)
+            L, N, H, vt, const, vload, fma = e.L, e.N, e.H, e.vt, e.const, e.load, e.fma
             i32 = ir.IntType(32)
-            for p in range(P):
-                for o in range(O):
-                    v = builder.load(acc[p * O + o])
-                    n = L
-                    while n > 1:  # add the upper half of the lanes to the lower half
-                        n //= 2
-                        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(n))))
-                        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(n, 2 * n))))
-                        v = builder.fadd(lo, hi)
-                    total = builder.extract_element(v, ir.Constant(i32, 0))
-                    ptr = builder.gep(cp, [builder.add(c_off_, builder.add(builder.mul(const(p), scp_), const(o)))])
-                    builder.store(builder.fadd(builder.load(ptr), total), ptr)
+            # Accumulator (p, o, h) holds lanes h*N.. of pixel p's sums for output o. With
+            # AVX2 (H = 2) the pixels go in groups whose accumulators fit 16 registers.
+            group = P if P * O * H + O * H + H <= REGISTERS else max(1, (REGISTERS - 2 * H) // (O * H))  # weights from memory
+            for p0 in range(0, P, group):
+                pix = range(p0, min(P, p0 + group))
+                acc = {}
+                for p in pix:
+                    for o in range(O):
+                        for h in range(H):
+                            slot = cgutils.alloca_once(builder, vt)
+                            builder.store(ir.Constant(vt, None), slot)
+                            acc[p, o, h] = slot
+                with cgutils.for_range(builder, nth_) as loop_th:
+                    th = loop_th.index
+                    with cgutils.for_range(builder, ntw_) as loop_tw:
+                        tw = loop_tw.index
+                        a_tap = builder.add(a_off_, builder.add(builder.mul(th, tar_), builder.mul(tw, tac_)))
+                        w_tap = builder.add(w_off_, builder.mul(builder.add(builder.mul(th, ntw_), tw), swt_))
+                        with cgutils.for_range(builder, nk_) as loop:
+                            k = builder.mul(loop.index, const(L))
+                            wv = {(o, h): vload(wp, builder.add(builder.add(w_tap, builder.mul(const(o), swo_)),
+                                                                builder.add(k, const(h * N))))
+                                  for o in range(O) for h in range(H)}
+                            for p in pix:
+                                for h in range(H):
+                                    av = vload(ap, builder.add(builder.add(a_tap, builder.mul(const(p), sap_)),
+                                                               builder.add(k, const(h * N))))
+                                    for o in range(O):
+                                        slot = acc[p, o, h]
+                                        builder.store(builder.call(fma, [av, wv[o, h], builder.load(slot)]), slot)
+                for p in pix:
+                    for o in range(O):
+                        # the sum across the L lanes, a fixed tree (the upper half of the lanes
+                        # added to the lower half, L -> L/2 -> ... -> 1); with H = 2 its first
+                        # step is the two registers' sum, so the result is bitwise the same
+                        v = builder.load(acc[p, o, 0])
+                        if H == 2:
+                            v = builder.fadd(v, builder.load(acc[p, o, 1]))
+                        n = N
+                        while n > 1:
+                            n //= 2
+                            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(n))))
+                            hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(n, 2 * n))))
+                            v = builder.fadd(lo, hi)
+                        total = builder.extract_element(v, ir.Constant(i32, 0))
+                        ptr = builder.gep(cp, [builder.add(c_off_, builder.add(builder.mul(const(p), scp_), const(o)))])
+                        builder.store(builder.fadd(builder.load(ptr), total), ptr)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -271,8 +320,9 @@ def make_patch_transform(size, transform):
             e = _Emit(context, builder, signature, args)
             sp, base_, rs_, cs_, nblk_, dp, doff_, ds_ = e.args
             const = e.const
-            with cgutils.for_range(builder, nblk_) as loop:
-                off = builder.mul(loop.index, const(e.L))
+            # one native vector of channels at a time (two per layout block with AVX2)
+            with cgutils.for_range(builder, builder.mul(nblk_, const(e.H))) as loop:
+                off = builder.mul(loop.index, const(e.N))
                 d = e.load_patch(sp, builder.add(base_, off), rs_, cs_, size)
                 for xi, val in enumerate(transform(builder, d)):
                     k = builder.add(builder.add(doff_, off), builder.mul(const(xi), ds_))
@@ -307,8 +357,8 @@ def make_transform_store(size, out, transform):
             e = _Emit(context, builder, signature, args)
             sp, base_, rs_, cs_, nblk_, dp, doff_, drs_, dcs_, bp, post_, mp = e.args
             const = e.const
-            with cgutils.for_range(builder, nblk_) as loop:
-                off = builder.mul(loop.index, const(e.L))
+            with cgutils.for_range(builder, builder.mul(nblk_, const(e.H))) as loop:
+                off = builder.mul(loop.index, const(e.N))
                 d = e.load_patch(sp, builder.add(base_, off), rs_, cs_, size)
                 bv = e.load(bp, off)
                 res = transform(builder, d)
