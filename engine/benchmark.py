@@ -56,6 +56,7 @@ from typing import Callable, Optional
 import numba
 import numpy as np
 
+from ._numba import NATIVE_BITS
 from .errors import UserError
 
 #: multiply-adds per output pixel
@@ -610,10 +611,21 @@ def scaling(size=128, reps=None, quick=False, threads=None):
             "ms_n": float(msn), "speedup": float(ms1 / msn), "efficiency": float(ms1 / msn / n)}
 
 
+def _llvm_cpu():
+    try:
+        import llvmlite.binding as llvm
+
+        return llvm.get_host_cpu_name()
+    except (ImportError, RuntimeError):
+        return None
+
+
 def machine():
     """What the numbers were measured on: {"cpu", "cores", "numba_threads",
     "threading_layer", "python", "numpy", "numba", "torch" (None when not installed),
-    "openblas_env" (the OPENBLAS_* variables of this process), "load_avg" (1, 5 and 15
+    "openblas_env" (the OPENBLAS_* variables of this process), "llvm_cpu" (the CPU as LLVM
+    names it, e.g. znver3: /proc/cpuinfo may say only "AMD EPYC"), "vector_bits" (the width
+    the register tiles are built for: 512 with AVX-512, else 256), "load_avg" (1, 5 and 15
     minute load averages, or None: a load near the core count means another program
     competes for the cores and the timings are not worth much)}. Does not import torch.
     Call it after `run` to get the threading layer Numba actually chose."""
@@ -653,6 +665,8 @@ def machine():
         "numba": numba.__version__,
         "torch": tv,
         "openblas_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("OPENBLAS_")},
+        "llvm_cpu": _llvm_cpu(),
+        "vector_bits": NATIVE_BITS,
         "load_avg": load,
     }
 

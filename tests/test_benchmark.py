@@ -72,7 +72,9 @@ def test_format_table_and_machine():
         assert word in text
     assert "\x1b[" not in text  # plain text, no colour codes
     m = B.machine()
-    assert {"cpu", "cores", "numba_threads", "numpy", "numba", "torch", "python", "load_avg"} <= set(m)
+    assert {"cpu", "cores", "numba_threads", "numpy", "numba", "torch", "python", "load_avg", "llvm_cpu",
+            "vector_bits"} <= set(m)
+    assert m["vector_bits"] in (256, 512)
     assert m["cores"] == os.cpu_count() and m["numba_threads"] == numba.get_num_threads()
     json.dumps(m)
     line = B.format_scaling({"op": "train_step", "size": "16x16", "threads": 2, "ms_1": 2.0,
