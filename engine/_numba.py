@@ -12,7 +12,8 @@ threading choices can be changed (or a kernel debugged) without touching the ker
   its own source file only, but the kernels inline code from other modules (gemm_tile's
   intrinsics above all): a change there alone would leave every kernel that uses it
   running its old compiled code. So the stamp of every engine function's cache also
-  carries a digest of all the engine's Numba sources (`sources_digest`), and any change to
+  carries a digest of all the engine's Numba sources (`sources_digest`) and the vector
+  width the intrinsics are built for (`NATIVE_BITS`), and any change to
   them recompiles the kernels on the next run (`_track_dependencies`).
 """
 import hashlib

@@ -55,13 +55,14 @@ def test_start_launches_only_on_a_cold_cache(tmp_path, monkeypatch):
 
 def test_a_kernels_cache_is_stamped_with_every_engine_numba_source():
     """Numba tracks a function's own file only; the kernels inline gemm_tile's intrinsics, so
-    their cache stamp also carries the digest of all the engine's Numba sources."""
+    their cache stamp also carries the digest of all the engine's Numba sources, and the
+    vector width the intrinsics were built for (ZSSR_VECTOR_BITS may force another)."""
     from zssr.engine import _numba
     from zssr.engine.kernels import conv3x3, winograd4
 
     for kernel in (conv3x3._forward_kernel, winograd4._forward_kernel):
         stamp = kernel._cache._cache_file._source_stamp
-        assert isinstance(stamp, tuple) and stamp[1] == _numba.sources_digest()
+        assert isinstance(stamp, tuple) and stamp[1] == (_numba.sources_digest(), _numba.NATIVE_BITS)
 
 
 def test_the_digest_follows_the_kernels_dependencies_only(tmp_path):
