@@ -45,6 +45,8 @@ Variants, for the layers where the plain tile wastes time (2026-12-02, 96x96, 2 
 * `make_transform_store`: a Winograd output transform that adds the bias, applies the post
   step and stores into the image, instead of going through a scratch block.
 """
+import contextlib
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -84,6 +86,18 @@ class _Emit:
 
     def const(self, v):
         return ir.Constant(ir.IntType(64), v)
+
+    @contextlib.contextmanager
+    def over_taps(self, nth, ntw, a_off, tar, tac, b_off, tbs):
+        """The loops over the taps (th < nth, tw < ntw): yields each tap's offsets into A
+        (a_off + th*tar + tw*tac) and into B (b_off + (th*ntw + tw)*tbs)."""
+        b = self.b
+        with cgutils.for_range(b, nth) as loop_th:
+            th = loop_th.index
+            with cgutils.for_range(b, ntw) as loop_tw:
+                tw = loop_tw.index
+                yield (b.add(a_off, b.add(b.mul(th, tar), b.mul(tw, tac))),
+                       b.add(b_off, b.mul(b.add(b.mul(th, ntw), tw), tbs)))
 
     def ptr(self, base, off):
         return self.b.bitcast(self.b.gep(base, [off]), self.vpt)
@@ -190,23 +204,18 @@ def make_tile(P, NV, fused=False):
                     builder.store(e.load(bias_p, builder.add(bias_off_, const(v * N))) if fused else e.load(cp, off), slot)
                     acc[p, v] = (slot, off)
 
-            with cgutils.for_range(builder, nth_) as loop_th:
-                th = loop_th.index
-                with cgutils.for_range(builder, ntw_) as loop_tw:
-                    tw = loop_tw.index
-                    a_tap = builder.add(a_off_, builder.add(builder.mul(th, tar_), builder.mul(tw, tac_)))
-                    b_tap = builder.add(b_off_, builder.mul(builder.add(builder.mul(th, ntw_), tw), tbs_))
-                    with cgutils.for_range(builder, K_) as loop:
-                        k = loop.index
-                        brow = builder.add(b_tap, builder.mul(k, sbk_))
-                        bv = {v: e.load(bp, builder.add(brow, const(v * N))) for v in cols}
-                        acol = builder.add(a_tap, builder.mul(k, sak_))
-                        for p in rows:
-                            s = builder.load(builder.gep(ap, [builder.add(acol, builder.mul(const(p), sap_))]))
-                            sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
-                            for v in cols:
-                                slot = acc[p, v][0]
-                                builder.store(builder.call(e.fma, [sv, bv[v], builder.load(slot)]), slot)
+            with e.over_taps(nth_, ntw_, a_off_, tar_, tac_, b_off_, tbs_) as (a_tap, b_tap):
+                with cgutils.for_range(builder, K_) as loop:
+                    k = loop.index
+                    brow = builder.add(b_tap, builder.mul(k, sbk_))
+                    bv = {v: e.load(bp, builder.add(brow, const(v * N))) for v in cols}
+                    acol = builder.add(a_tap, builder.mul(k, sak_))
+                    for p in rows:
+                        s = builder.load(builder.gep(ap, [builder.add(acol, builder.mul(const(p), sap_))]))
+                        sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
+                        for v in cols:
+                            slot = acc[p, v][0]
+                            builder.store(builder.call(e.fma, [sv, bv[v], builder.load(slot)]), slot)
 
             if fused:
                 e.store_post([(builder.load(slot), off) for slot, off in acc.values()], cp, post_, mask_p)
@@ -256,24 +265,19 @@ def make_dot_tile(P, O):
                             slot = cgutils.alloca_once(builder, vt)
                             builder.store(ir.Constant(vt, None), slot)
                             acc[p, o, h] = slot
-                with cgutils.for_range(builder, nth_) as loop_th:
-                    th = loop_th.index
-                    with cgutils.for_range(builder, ntw_) as loop_tw:
-                        tw = loop_tw.index
-                        a_tap = builder.add(a_off_, builder.add(builder.mul(th, tar_), builder.mul(tw, tac_)))
-                        w_tap = builder.add(w_off_, builder.mul(builder.add(builder.mul(th, ntw_), tw), swt_))
-                        with cgutils.for_range(builder, nk_) as loop:
-                            k = builder.mul(loop.index, const(L))
-                            wv = {(o, h): vload(wp, builder.add(builder.add(w_tap, builder.mul(const(o), swo_)),
-                                                                builder.add(k, const(h * N))))
-                                  for o in range(O) for h in range(H)}
-                            for p in pix:
-                                for h in range(H):
-                                    av = vload(ap, builder.add(builder.add(a_tap, builder.mul(const(p), sap_)),
-                                                               builder.add(k, const(h * N))))
-                                    for o in range(O):
-                                        slot = acc[p, o, h]
-                                        builder.store(builder.call(fma, [av, wv[o, h], builder.load(slot)]), slot)
+                with e.over_taps(nth_, ntw_, a_off_, tar_, tac_, w_off_, swt_) as (a_tap, w_tap):
+                    with cgutils.for_range(builder, nk_) as loop:
+                        k = builder.mul(loop.index, const(L))
+                        wv = {(o, h): vload(wp, builder.add(builder.add(w_tap, builder.mul(const(o), swo_)),
+                                                            builder.add(k, const(h * N))))
+                              for o in range(O) for h in range(H)}
+                        for p in pix:
+                            for h in range(H):
+                                av = vload(ap, builder.add(builder.add(a_tap, builder.mul(const(p), sap_)),
+                                                           builder.add(k, const(h * N))))
+                                for o in range(O):
+                                    slot = acc[p, o, h]
+                                    builder.store(builder.call(fma, [av, wv[o, h], builder.load(slot)]), slot)
                 for p in pix:
                     for o in range(O):
                         # the sum across the L lanes, a fixed tree (the upper half of the lanes
