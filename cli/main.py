@@ -645,9 +645,7 @@ def benchmark(
                      progress=lambda label, done, total: bar.update(completed=done, total=total, info=label))
         sc = B.scaling(quick=quick, threads=threads) if scaling else None
     m = B.machine()
-    typer.echo(f"{m['cpu']} ({m['llvm_cpu']}, {m['vector_bits']}-bit vectors), {m['cores']} cores, "
-               f"numba {m['numba']} ({m['numba_threads']} threads), torch {m['torch'] or 'absent'}, "
-               f"load average {m['load_avg']}")
+    typer.echo(B.format_machine(m))
     typer.echo(B.format_table(rows))
     if sc:
         typer.echo(B.format_scaling(sc))
@@ -668,8 +666,7 @@ def _benchmark_e2e(B, preset, iters, size, json_out):
         r = B.e2e(preset=preset, iters=iters, size=size, progress=lambda done, total, name: bar.update(
             completed=min(done, total), total=total, description=f"{_PHASE_LABELS.get(name, name):<11}"))
     m = B.machine()
-    typer.echo(f"{m['cpu']} ({m['llvm_cpu']}, {m['vector_bits']}-bit vectors), {m['cores']} cores, "
-               f"numba {m['numba']} ({m['numba_threads']} threads), load average {m['load_avg']}")
+    typer.echo(B.format_machine(m, torch=False))
     typer.echo(B.format_e2e(r))
     if json_out:
         from zssr.engine.io import atomic_write

@@ -16,6 +16,7 @@ threading choices can be changed (or a kernel debugged) without touching the ker
   width the intrinsics are built for (`NATIVE_BITS`), and any change to
   them recompiles the kernels on the next run (`_track_dependencies`).
 """
+import functools
 import hashlib
 import os
 
@@ -53,12 +54,19 @@ def native_vector_bits():
 
     if config.CPU_NAME not in (None, "host"):
         return 512 if "+avx512f" in (config.CPU_FEATURES or "") else 256
+    return 512 if host_has("avx512f") else 256
+
+
+@functools.lru_cache(maxsize=None)
+def host_has(feature):
+    """Whether the host CPU has `feature` (LLVM's name: "avx512f", "avx512bf16"), asked of
+    LLVM once per process and feature (the question costs about 0.5 ms)."""
     try:
         import llvmlite.binding as llvm
 
-        return 512 if llvm.get_host_cpu_features().get("avx512f", False) else 256
+        return bool(llvm.get_host_cpu_features().get(feature, False))
     except RuntimeError:
-        return 256
+        return False
 
 
 NATIVE_BITS = native_vector_bits()

@@ -675,6 +675,16 @@ def machine():
 # Presentation
 # ---------------------------------------------------------------------------------------
 
+def format_machine(m, torch=True):
+    """One line naming the machine of `machine()`: CPU (as LLVM names it, and the vector width
+    the tiles are built for), cores, Numba threads, torch's version if asked, load average."""
+    line = (f"{m['cpu']} ({m['llvm_cpu']}, {m['vector_bits']}-bit vectors), {m['cores']} cores, "
+            f"numba {m['numba']} ({m['numba_threads']} threads), ")
+    if torch:
+        line += f"torch {m['torch'] or 'absent'}, "
+    return line + f"load average {m['load_avg']}"
+
+
 _COLUMNS = [
     ("op", "op", "{}"),
     ("size", "size", "{}"),

@@ -75,6 +75,7 @@ def test_format_table_and_machine():
     assert {"cpu", "cores", "numba_threads", "numpy", "numba", "torch", "python", "load_avg", "llvm_cpu",
             "vector_bits"} <= set(m)
     assert m["vector_bits"] in (256, 512)
+    assert f"{m['vector_bits']}-bit vectors" in B.format_machine(m) and "torch" not in B.format_machine(m, torch=False)
     assert m["cores"] == os.cpu_count() and m["numba_threads"] == numba.get_num_threads()
     json.dumps(m)
     line = B.format_scaling({"op": "train_step", "size": "16x16", "threads": 2, "ms_1": 2.0,

@@ -22,7 +22,6 @@ CASES = [((9, 11), 64, 64, "direct"), ((9, 11), 64, 64, "winograd"), ((10, 13), 
 SCRIPT = r"""
 import sys
 import numpy as np
-from zssr.engine import conv3x3_backward, conv3x3_forward
 from zssr.engine._numba import NATIVE_BITS
 sys.path.insert(0, sys.argv[2])
 from test_vector_width import CASES, compute

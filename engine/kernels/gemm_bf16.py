@@ -21,7 +21,6 @@ The instruction exists only on CPUs with avx512_bf16 (AMD Zen 4 and later, Intel
 Lake / Sapphire Rapids and later). `supported()` says whether it may be used here: the
 kernels must never be compiled (LLVM cannot select the intrinsic) or run elsewhere.
 """
-import functools
 
 import numpy as np
 from llvmlite import ir
@@ -29,7 +28,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._numba import jit
+from .._numba import host_has, jit
 from .gemm_tile import VECTOR_BITS
 
 L = VECTOR_BITS // 32  # float32 lanes: 16; bfloat16 pairs per vector: 16
@@ -53,23 +52,11 @@ def supported():
     Numba compiles for it (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES not pointing elsewhere)."""
     from numba.core import config
 
-    if not _host_has_bf16():
+    if not host_has("avx512bf16"):  # asked once per process (it was 2% of a large photo's inference)
         return False
     if config.CPU_NAME not in (None, "host"):
         return False
     return config.CPU_FEATURES is None or "+avx512bf16" in config.CPU_FEATURES
-
-
-@functools.lru_cache(maxsize=None)
-def _host_has_bf16():
-    """The host CPU's avx512bf16 flag, asked of LLVM once per process (the question cost
-    0.5 ms, asked at every wide layer's call: 2% of a large photo's inference)."""
-    import llvmlite.binding as llvm
-
-    try:
-        return bool(llvm.get_host_cpu_features().get("avx512bf16", False))
-    except RuntimeError:
-        return False
 
 
 def why_unsupported():

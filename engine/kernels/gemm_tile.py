@@ -138,10 +138,11 @@ def lanes(dtype):
 def _pieces(P, NVN):
     """How a tile of P rows x NVN native vectors is cut so that its accumulators, a row of B
     and a broadcast fit in the registers: whole with AVX-512 (at most 24 accumulators of 32
-    registers; one row of up to 15 vectors); with AVX2's 16, pieces of at most 6 rows x 2 vectors (12 accumulators, 2
-    loads of B, 1 broadcast), each running the whole loop over taps and K. Every element of
+    registers), or a single row (B used once, from memory); with AVX2's 16, pieces of at
+    most 6 rows x 2 vectors (12 accumulators, 2 loads of B, 1 broadcast), each running the
+    whole loop over taps and K. Every element of
     C is summed in the same order either way, so the results are bitwise the same."""
-    if P * NVN + NVN + 1 <= REGISTERS or (P == 1 and NVN + 1 <= REGISTERS):  # one row: B is used once, from memory
+    if P * NVN + NVN + 1 <= REGISTERS or (P == 1 and NVN + 1 <= REGISTERS):
         return [(range(P), range(NVN))]
     cv = min(NVN, 2)
     rg = max(1, (REGISTERS - cv - 1) // cv)
