@@ -54,6 +54,16 @@ def padded_buffer(n, h, w, c, dtype):
 # Kernels on padded buffers
 # ---------------------------------------------------------------------------------------
 
+# _TAPS. The direct kernels' 3x3 taps loops: given the literal 3, LLVM (-O3) unrolled them
+# into 9 copies of the tile's K loop, each cut in pieces on AVX2: the first layer's
+# forward took 6.4-8.9 s to compile and the last layer's (dot tiles) 7.6-10.3 s, the most
+# of a first run (2026-12-03, Zen 3, the two forms compiled and timed in one process,
+# calls alternated). With the row loop's count a value read at run time (and the column
+# loop's too for the dot tiles): 3.7-5.0 s and 2.6-4.2 s; the first layer's forward 1.00-1.02x
+# the time at 96x96 (3 -> 64; both loops at run time: 1.2x, its K is only 3 channels), the
+# last layer's 0.88-0.93x. The same sums in the same order: bitwise the same results. A
+# whole first run (empty cache, `zssr upscale` of a 48x40 image, 12 iterations, at a slow
+# hour), alternated with the code before: 29.1, 30.7, 28.8 s against 37.7, 37.3, 36.5 s.
 @pjit
 def _forward_kernel(xp, w9, bias, yp, post, mask, L):
     # xp (N, H+2, W+2, Cx)   w9 (9, Ci, Co), Ci <= Cx   bias (Co,)   yp (N, H+2, W+2, Co)
@@ -64,6 +74,7 @@ def _forward_kernel(xp, w9, bias, yp, post, mask, L):
     W = Wp - 2
     Ci = w9.shape[1]
     Co = w9.shape[2]
+    nth = w9.shape[0] // 3  # 3, as a value LLVM cannot see (see _TAPS)
     nv = _block(Co // L)
     bw = nv * L
     nblk = Co // bw
@@ -80,7 +91,7 @@ def _forward_kernel(xp, w9, bias, yp, post, mask, L):
         # output pixel j reads xp[h + th, j + tw] for the 3x3 taps (th, tw); the tiles
         # start from the bias and apply `post` as they store (one pass over the row)
         arow = (n * Hp + h) * Wp * Cx
-        _rows_of_tiles_fused(xf, arow, Cx, 1, Wp * Cx, Cx, wf, c0, Co, Ci * Co, yf, crow, Co, Ci, 3, 3, W, nv,
+        _rows_of_tiles_fused(xf, arow, Cx, 1, Wp * Cx, Cx, wf, c0, Co, Ci * Co, yf, crow, Co, Ci, nth, 3, W, nv,
                              bias, c0, post, mf)
 
 
@@ -96,6 +107,7 @@ def _forward_few_kernel(xp, wd, bias, yp, post, mask, L):
     W = Wp - 2
     Co = yp.shape[3]
     nk = Cx // L
+    nt = wd.shape[0] // 3  # 3, as a value LLVM cannot see (see _TAPS)
     xf = xp.reshape(xp.size)
     wf = wd.reshape(wd.size)
     yf = yp.reshape(yp.size)
@@ -110,10 +122,10 @@ def _forward_few_kernel(xp, wd, bias, yp, post, mask, L):
         arow = (n * Hp + h) * Wp * Cx
         j = 0
         while j + 6 <= W:
-            dot_6x3(xf, arow + j * Cx, Cx, Wp * Cx, Cx, nk, wf, 0, Cx, 3 * Cx, yf, crow + j * Co, Co, 3, 3)
+            dot_6x3(xf, arow + j * Cx, Cx, Wp * Cx, Cx, nk, wf, 0, Cx, 3 * Cx, yf, crow + j * Co, Co, nt, nt)
             j += 6
         while j < W:
-            dot_1x3(xf, arow + j * Cx, Cx, Wp * Cx, Cx, nk, wf, 0, Cx, 3 * Cx, yf, crow + j * Co, Co, 3, 3)
+            dot_1x3(xf, arow + j * Cx, Cx, Wp * Cx, Cx, nk, wf, 0, Cx, 3 * Cx, yf, crow + j * Co, Co, nt, nt)
             j += 1
         if post == POST_RELU:
             for j in range(W):
