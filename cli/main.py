@@ -613,6 +613,8 @@ def benchmark(
     iters: Annotated[Optional[int], typer.Option(help="--e2e: iterations per step instead of the preset's.")] = None,
     size: Annotated[str, typer.Option("--size", help="--e2e: the photo's size WIDTHxHEIGHT (2592x1944: the seed's camera size).")] = "200x150",
     precision: Annotated[Optional[str], typer.Option("--precision", help="--e2e: inference's products, as zssr upscale's --precision (the table itself times float32, as PyTorch computes).")] = None,
+    cold: Annotated[bool, typer.Option("--cold", help="Instead: time a first run on a machine: zssr upscale of a tiny image in a child process with an empty, temporary Numba cache, then again with the cache it filled (the difference is compiling). Your own cache is not touched.")] = False,
+    runs: Annotated[int, typer.Option("--runs", help="--cold: how many first runs (each with a new empty cache).")] = 1,
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
@@ -620,7 +622,8 @@ def benchmark(
 
     Ratios are measured side by side in one run, the two sides alternated call by call.
     numpy's sgemm runs in a child process without the OPENBLAS_* variables. With --e2e,
-    time the whole main job instead, by phase, so that a slowdown anywhere shows."""
+    time the whole main job instead, by phase, so that a slowdown anywhere shows; with
+    --cold, a first run on a machine (compiling included)."""
     import json
 
     from zssr.engine import benchmark as B
@@ -632,8 +635,14 @@ def benchmark(
         from zssr.engine.errors import UserError
 
         raise UserError(f"--threads must be >= 1, got {threads}")
+    if e2e and cold:
+        from zssr.engine.errors import UserError
+
+        raise UserError("--e2e and --cold are two different benchmarks: choose one")
     if e2e:
         return _benchmark_e2e(B, preset, iters, _parse_size(size), json_out)
+    if cold:
+        return _benchmark_cold(B, runs, json_out)
     import importlib.util
 
     from zssr.engine.memory import check_benchmark, parse_max_memory
@@ -672,6 +681,25 @@ def _benchmark_e2e(B, preset, iters, size, json_out):
         from zssr.engine.io import atomic_write
 
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps({"machine": m, "e2e": r}, indent=2)))
+
+
+def _benchmark_cold(B, runs, json_out):
+    import json
+
+    if runs < 1:
+        from zssr.engine.errors import UserError
+
+        raise UserError(f"--runs must be >= 1, got {runs}")
+    with _Progress(None, "first run") as bar:
+        r = B.cold_start(runs=runs, progress=lambda label, done, total: bar.update(
+            completed=done, total=total, info=label))
+    m = B.machine()
+    typer.echo(B.format_machine(m, torch=False))
+    typer.echo(B.format_cold(r))
+    if json_out:
+        from zssr.engine.io import atomic_write
+
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps({"machine": m, "cold": r}, indent=2)))
 
 
 def main():

@@ -789,3 +789,92 @@ def format_e2e(r):
     rest = r["seconds"] - sum(r["phases"].values())
     lines.append(f"  {'other':<{width}}  {rest:8.1f} s  {100 * rest / r['seconds']:5.1f}%")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- first run
+
+COLD_SIZE = (40, 48)
+"""The first-run benchmark's image (h, w): the end-to-end photo, tiny, so that the run is
+its compilation (README's "first run on a machine" row)."""
+COLD_ITERS = 12
+
+
+def cold_command(src, dst, iters=COLD_ITERS):
+    """The command a first-run benchmark times: `zssr upscale` x2 in a child process."""
+    return [sys.executable, "-m", "zssr.cli.main", "upscale", str(src), "-o", str(dst), "--scale", "2",
+            "--iters", str(iters)]
+
+
+def _run_child(cmd, env, timeout):
+    """Run cmd in its own session; its wall seconds. Whatever it started (the cache-warming
+    child, engine/warm.py) is stopped with it, so nothing of it runs into the next run."""
+    import signal
+
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out = ""
+        p.returncode = -1
+    finally:
+        seconds = time.perf_counter() - t0
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, AttributeError, OSError):
+            pass
+        p.wait()
+    if p.returncode != 0:
+        last = (out or "").strip().splitlines()[-1:] or ["(no output)"]
+        raise UserError(f"the first-run benchmark's child failed (exit {p.returncode}): {last[0]}")
+    return seconds
+
+
+def cold_start(runs=1, iters=COLD_ITERS, workdir=None, timeout=900, progress=None, command=None):
+    """Time the first run on a machine: `zssr upscale` of a tiny image (COLD_SIZE,
+    `iters` iterations) in a child process with an empty Numba cache (a new temporary
+    NUMBA_CACHE_DIR each run), then the same command again on the cache it filled. The
+    difference is what compiling costs a first run. The user's own cache is not touched.
+
+    command(src, dst, iters) -> argv: what to time (cold_command when None).
+    Returns dict(size, iters, runs [{cold, warm}], cold_median, warm_median) in seconds."""
+    import tempfile
+    from pathlib import Path
+
+    from .io import save_image
+
+    if int(runs) != runs or runs < 1:
+        raise UserError(f"--runs must be a whole number >= 1, got {runs}")
+    command = command or cold_command
+    out = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        src = Path(tmp) / f"{E2E_PHOTO}_small.png"
+        save_image(src, e2e_photo(COLD_SIZE))
+        for k in range(int(runs)):
+            cache = Path(tmp) / f"numba-cache-{k}"
+            cache.mkdir()
+            env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+            row = {}
+            for label in ("cold", "warm"):
+                if progress:
+                    progress(f"run {k + 1}/{runs}: {label}", 2 * k + (label == "warm"), 2 * int(runs))
+                dst = Path(tmp) / f"out-{k}-{label}.png"
+                row[label] = round(_run_child(command(src, dst, iters), env, timeout), 2)
+                if not dst.is_file():
+                    raise UserError("the first-run benchmark's child wrote no image")
+            out.append(row)
+    return dict(size=f"{COLD_SIZE[1]}x{COLD_SIZE[0]}", iters=int(iters), runs=out,
+                cold_median=round(statistics.median(r["cold"] for r in out), 2),
+                warm_median=round(statistics.median(r["warm"] for r in out), 2))
+
+
+def format_cold(r):
+    lines = [f"first run: zssr upscale of a {r['size']} image x2, {r['iters']} iterations, in a child "
+             "process with an empty Numba cache, then again with the cache it filled"]
+    for k, row in enumerate(r["runs"], 1):
+        lines.append(f"  run {k}: first {row['cold']:.1f} s, again {row['warm']:.1f} s: "
+                     f"compiling about {row['cold'] - row['warm']:.1f} s")
+    if len(r["runs"]) > 1:
+        lines.append(f"  median: first {r['cold_median']:.1f} s, again {r['warm_median']:.1f} s")
+    return "\n".join(lines)

@@ -164,3 +164,91 @@ def test_peer_computes_the_same_ops():
     # the training step: the same loss on the first step (same weights, same data)
     case = B.train_case(16, torch)
     assert float(case.peer().detach()) == pytest.approx(case.ours(), rel=1e-4)
+
+
+# ---------------------------------------------------------------- the first-run benchmark
+
+_FAKE_CHILD = r"""
+import os, subprocess, sys
+src, dst, log = sys.argv[1:4]
+cache = os.environ["NUMBA_CACHE_DIR"]
+entries = sorted(os.listdir(cache))
+with open(log, "a") as f:
+    f.write(f"{cache} {','.join(entries) or '-'}\n")
+open(os.path.join(cache, "filled"), "w").close()
+if len(sys.argv) > 4:  # leave a process behind, as the cache-warming child may be
+    g = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    open(sys.argv[4], "w").write(str(g.pid))
+    os._exit(0)  # without closing its stdin: it would wait for ever
+open(dst, "wb").write(open(src, "rb").read())
+"""
+
+
+def test_cold_start_gives_every_run_a_new_empty_cache_then_reruns_on_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "users-own-cache"))
+    log = tmp_path / "log.txt"
+    work = tmp_path / "work"
+    work.mkdir()
+    r = B.cold_start(runs=2, workdir=work,
+                     command=lambda src, dst, iters: [sys.executable, "-c", _FAKE_CHILD, str(src), str(dst), str(log)])
+    lines = [ln.split() for ln in log.read_text().splitlines()]
+    assert len(lines) == 4
+    (c0, e0), (w0, f0), (c1, e1), (w1, f1) = lines
+    assert c0 == w0 and c1 == w1 and c0 != c1  # a cache per run, kept for its second launch
+    assert e0 == e1 == "-" and f0 == f1 == "filled"  # empty first, then what the first launch left
+    assert "users-own-cache" not in c0 + c1
+    assert not (tmp_path / "users-own-cache").exists()
+    assert list(work.iterdir()) == []  # the temporary caches and images are gone
+    assert r["size"] == "48x40" and r["iters"] == B.COLD_ITERS and len(r["runs"]) == 2
+    assert all(_positive(float(v)) for row in r["runs"] for v in row.values())
+    assert r["cold_median"] == pytest.approx(sorted(row["cold"] for row in r["runs"])[0] / 2
+                                             + sorted(row["cold"] for row in r["runs"])[1] / 2, abs=0.011)
+    text = B.format_cold(r)
+    assert "run 2" in text and "median" in text and "compiling about" in text
+
+
+def test_cold_start_stops_what_its_child_left_running(tmp_path):
+    pidfile = tmp_path / "pid"
+    with pytest.raises(UserError, match="wrote no image"):
+        B.cold_start(runs=1, workdir=tmp_path, command=lambda src, dst, iters: [
+            sys.executable, "-c", _FAKE_CHILD, str(src), str(dst), str(tmp_path / "log"), str(pidfile)])
+    pid = int(pidfile.read_text())
+    status = f"/proc/{pid}/status"
+    if os.path.exists(status):  # gone, or a zombie waiting for init to reap it
+        state = [ln for ln in open(status).read().splitlines() if ln.startswith("State:")]
+        assert state and "Z" in state[0].split()[1]
+
+
+def test_cold_start_reports_a_failing_child_in_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"exit 3\): no such thing"):
+        B.cold_start(runs=1, workdir=tmp_path, command=lambda src, dst, iters: [
+            sys.executable, "-c", "import sys; print('compiling'); print('no such thing'); sys.exit(3)"])
+    with pytest.raises(UserError, match="--runs"):
+        B.cold_start(runs=0, workdir=tmp_path)
+
+
+def test_cold_command_is_a_working_upscale(tmp_path):
+    # the real command, on the suite's own (warm) cache: it must write the x2 image
+    from zssr.engine.io import load_image, save_image
+
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    save_image(src, B.e2e_photo(B.COLD_SIZE))
+    subprocess.run(B.cold_command(src, dst, iters=2), check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=600)
+    assert load_image(dst).rgb.shape == (2 * B.COLD_SIZE[0], 2 * B.COLD_SIZE[1], 3)
+
+
+def test_cli_benchmark_cold(run_cli, tmp_path, monkeypatch):
+    log = tmp_path / "log.txt"
+    monkeypatch.setattr(B, "cold_command", lambda src, dst, iters: [
+        sys.executable, "-c", _FAKE_CHILD, str(src), str(dst), str(log)])
+    js = tmp_path / "cold.json"
+    code, stdout, stderr = run_cli("benchmark", "--cold", "--runs", "2", "--json", js)
+    assert code == 0, stderr
+    assert "first run: zssr upscale of a 48x40 image" in stdout and "run 2: first" in stdout
+    payload = json.loads(js.read_text())
+    assert len(payload["cold"]["runs"]) == 2 and "llvm_cpu" in payload["machine"]
+    assert len(log.read_text().splitlines()) == 4
+    for bad in (("--cold", "--runs", "0"), ("--cold", "--e2e")):
+        code, stdout, stderr = run_cli("benchmark", *bad)
+        assert code != 0 and len(stderr.strip().splitlines()) == 1, (bad, stderr)
