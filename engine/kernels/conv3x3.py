@@ -63,7 +63,8 @@ def padded_buffer(n, h, w, c, dtype):
 # the time at 96x96 (3 -> 64; both loops at run time: 1.2x, its K is only 3 channels), the
 # last layer's 0.88-0.93x. The same sums in the same order: bitwise the same results. A
 # whole first run (empty cache, `zssr upscale` of a 48x40 image, 12 iterations, at a slow
-# hour), alternated with the code before: 29.1, 30.7, 28.8 s against 37.7, 37.3, 36.5 s.
+# hour), alternated with the code before: 29.1, 30.7, 28.8 s against 37.7, 37.3, 36.5 s;
+# at a faster hour (`zssr benchmark --cold`) 24.4 and 25.5 s against 26.4 and 28.9 s.
 @pjit
 def _forward_kernel(xp, w9, bias, yp, post, mask, L):
     # xp (N, H+2, W+2, Cx)   w9 (9, Ci, Co), Ci <= Cx   bias (Co,)   yp (N, H+2, W+2, Co)
