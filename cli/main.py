@@ -614,7 +614,7 @@ def benchmark(
     size: Annotated[str, typer.Option("--size", help="--e2e: the photo's size WIDTHxHEIGHT (2592x1944: the seed's camera size).")] = "200x150",
     precision: Annotated[Optional[str], typer.Option("--precision", help="--e2e: inference's products, as zssr upscale's --precision (the table itself times float32, as PyTorch computes).")] = None,
     cold: Annotated[bool, typer.Option("--cold", help="Instead: time a first run on a machine: zssr upscale of a tiny image in a child process with an empty, temporary Numba cache, then again with the cache it filled (the difference is compiling). Your own cache is not touched.")] = False,
-    runs: Annotated[int, typer.Option("--runs", help="--cold: how many first runs (each with a new empty cache).")] = 1,
+    runs: Annotated[Optional[int], typer.Option("--runs", help="--cold: how many first runs (each with a new empty cache; default 1).")] = None,
     max_memory: MaxMemory = None,
     force: Force = False,
 ):
@@ -639,10 +639,14 @@ def benchmark(
         from zssr.engine.errors import UserError
 
         raise UserError("--e2e and --cold are two different benchmarks: choose one")
+    if runs is not None and not cold:
+        from zssr.engine.errors import UserError
+
+        raise UserError("--runs counts first runs: it goes with --cold")
     if e2e:
         return _benchmark_e2e(B, preset, iters, _parse_size(size), json_out)
     if cold:
-        return _benchmark_cold(B, runs, json_out)
+        return _benchmark_cold(B, 1 if runs is None else runs, json_out)
     import importlib.util
 
     from zssr.engine.memory import check_benchmark, parse_max_memory

@@ -249,6 +249,6 @@ def test_cli_benchmark_cold(run_cli, tmp_path, monkeypatch):
     payload = json.loads(js.read_text())
     assert len(payload["cold"]["runs"]) == 2 and "llvm_cpu" in payload["machine"]
     assert len(log.read_text().splitlines()) == 4
-    for bad in (("--cold", "--runs", "0"), ("--cold", "--e2e")):
+    for bad in (("--cold", "--runs", "0"), ("--cold", "--e2e"), ("--runs", "2", "--quick")):
         code, stdout, stderr = run_cli("benchmark", *bad)
         assert code != 0 and len(stderr.strip().splitlines()) == 1, (bad, stderr)
