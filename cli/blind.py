@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .main import PlotKernel, SaveKernel, _check_out, _Progress, app, friendly
+from .main import PlotKernel, SaveKernel, _check_out, _Progress, _write_json, app, friendly
 
 
 def kernel_option(kernel):
@@ -120,8 +120,6 @@ def degrade(
 
 def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation, max_memory=None):
     """`zssr eval --degradation random` (or `--kernel estimate` on the bicubic protocol)."""
-    import json
-
     from zssr.engine.blind_eval import evaluate_blind, format_blind_table, parse_settings
     from zssr.engine.errors import UserError
     from zssr.engine.job import planned_iterations, train_and_upscale
@@ -169,6 +167,4 @@ def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation,
     else:
         raise UserError(f"--degradation takes bicubic or random, got {degradation!r}")
     if json_out:
-        from zssr.engine.io import atomic_write
-
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+        _write_json(json_out, result)

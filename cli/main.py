@@ -556,8 +556,6 @@ def eval_(
     --degradation random: each image blurred by a random kernel of the README's protocol
     (image i, sorted by name, drawn with seed --seed + i), then super-resolved assuming
     bicubic, the true kernel, and the estimated one; the estimate's error is reported too."""
-    import json
-
     from zssr.engine.evaluate import evaluate_folder, format_table
     from zssr.engine.job import planned_iterations, train_and_upscale
     from zssr.engine.train import TrainConfig
@@ -595,9 +593,7 @@ def eval_(
                              check=lambda name, hw: check_job(cfg, hw, steps, budget, name))
     typer.echo(format_table(result))
     if json_out:
-        from zssr.engine.io import atomic_write
-
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+        _write_json(json_out, result)
 
 
 @app.command()
@@ -624,24 +620,17 @@ def benchmark(
     numpy's sgemm runs in a child process without the OPENBLAS_* variables. With --e2e,
     time the whole main job instead, by phase, so that a slowdown anywhere shows; with
     --cold, a first run on a machine (compiling included)."""
-    import json
-
     from zssr.engine import benchmark as B
+    from zssr.engine.errors import UserError
 
     _set_precision(precision)
     if json_out:
         _check_out(json_out, force)
     if threads is not None and threads < 1:
-        from zssr.engine.errors import UserError
-
         raise UserError(f"--threads must be >= 1, got {threads}")
     if e2e and cold:
-        from zssr.engine.errors import UserError
-
         raise UserError("--e2e and --cold are two different benchmarks: choose one")
     if runs is not None and not cold:
-        from zssr.engine.errors import UserError
-
         raise UserError("--runs counts first runs: it goes with --cold")
     if e2e:
         return _benchmark_e2e(B, preset, iters, _parse_size(size), json_out)
@@ -663,18 +652,22 @@ def benchmark(
     if sc:
         typer.echo(B.format_scaling(sc))
     if json_out:
-        from zssr.engine.io import atomic_write
+        _write_json(json_out, {"machine": m, "rows": rows, "scaling": sc})
 
-        payload = {"machine": m, "rows": rows, "scaling": sc}
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
+
+def _write_json(path, payload):
+    """payload as indented JSON at path, written atomically (never half a file)."""
+    import json
+
+    from zssr.engine.io import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
 
 
 from . import blind as _blind  # noqa: E402,F401  (registers `zssr degrade`)
 
 
 def _benchmark_e2e(B, preset, iters, size, json_out):
-    import json
-
     with _Progress(None, "starting", percent=True) as bar:
         r = B.e2e(preset=preset, iters=iters, size=size, progress=lambda done, total, name: bar.update(
             completed=min(done, total), total=total, description=f"{_PHASE_LABELS.get(name, name):<11}"))
@@ -682,18 +675,10 @@ def _benchmark_e2e(B, preset, iters, size, json_out):
     typer.echo(B.format_machine(m, torch=False))
     typer.echo(B.format_e2e(r))
     if json_out:
-        from zssr.engine.io import atomic_write
-
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps({"machine": m, "e2e": r}, indent=2)))
+        _write_json(json_out, {"machine": m, "e2e": r})
 
 
 def _benchmark_cold(B, runs, json_out):
-    import json
-
-    if runs < 1:
-        from zssr.engine.errors import UserError
-
-        raise UserError(f"--runs must be >= 1, got {runs}")
     with _Progress(None, "first run") as bar:
         r = B.cold_start(runs=runs, progress=lambda label, done, total: bar.update(
             completed=done, total=total, info=label))
@@ -701,9 +686,7 @@ def _benchmark_cold(B, runs, json_out):
     typer.echo(B.format_machine(m, torch=False))
     typer.echo(B.format_cold(r))
     if json_out:
-        from zssr.engine.io import atomic_write
-
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps({"machine": m, "cold": r}, indent=2)))
+        _write_json(json_out, {"machine": m, "cold": r})
 
 
 def main():
