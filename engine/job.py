@@ -100,7 +100,7 @@ def planned_work(cfg, in_hw, steps=None, kernel=None, ensemble=None):
     so it is an estimate for images smaller than a crop), reconstruction checks, and every
     network's inference (output pixels times ensemble members)."""
     from . import data
-    from .data import factor_pair, scaled_shape, transforms_for
+    from .data import factor_pair, scaled_shape
     from .infer import scale_schedule
     from .train import TRAIN_COST
 
@@ -126,7 +126,8 @@ def planned_work(cfg, in_hw, steps=None, kernel=None, ensemble=None):
             if cfg.eval_every:
                 work += (n // cfg.eval_every) * min(cur[0], side) * min(cur[1], side)
             out = hw if k == len(plan) - 1 else scale_schedule(win, scale=factor_pair(f))[0]
-            work += out[0] * out[1] * (len(transforms_for(f)) if ens else 1)
+            members = len(_ensemble_transforms(f, kernel, pixels=out[0] * out[1], full=bool(ensemble)))
+            work += out[0] * out[1] * (members if ens else 1)
         cur = hw
     return work
 
@@ -189,8 +190,9 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
             # whole result's would be); the last network upscales the whole image
             src = cur if last else centre_window(cur)
             size = hw if last else scale_schedule(src.shape[:2], scale=(fy, fx))[0]
+            tf = _ensemble_transforms((fy, fx), kernel, pixels=size[0] * size[1], full=bool(ensemble))
             out = super_resolve(tr.net, src, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
-                                max_memory=max_memory, transforms=_ensemble_transforms((fy, fx), kernel))
+                                max_memory=max_memory, transforms=tf)
             sources.append((out, f) if src is cur else (out, f, cur.shape[0] * cur.shape[1] / (src.shape[0] * src.shape[1])))
             tr.net.release()  # and its inference buffers: six networks add up
             net = tr.net
@@ -198,13 +200,25 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     return cur, trainers, base
 
 
-def _ensemble_transforms(factor, kernel):
+# A result larger than this (pixels) gets, by default, only the 4 ensemble members that keep
+# rows rows (data.AXIS_TRANSFORMS: identity, the two flips, rot180) instead of all 8: on a
+# large photo the last network's ensemble is most of the job (x2 of 2592x1944 on the AVX2
+# machine, 61% of 480 s), and 4 members cost 0.00-0.02 dB (README: Set5 and samples/ with the
+# fast preset, and larger scikit-image photos). `--ensemble` given explicitly keeps all 8.
+FULL_ENSEMBLE_MAX_PIXELS = 2_000_000
+
+
+def _ensemble_transforms(factor, kernel, pixels=None, full=False):
     """The self-ensemble's transforms: those of the factor, and with a blur kernel only the
-    ones that leave the kernel as it is (a network undoes that kernel, not its rotations)."""
-    from .data import transforms_for
+    ones that leave the kernel as it is (a network undoes that kernel, not its rotations);
+    for a result of more than FULL_ENSEMBLE_MAX_PIXELS `pixels`, only those of
+    data.AXIS_TRANSFORMS unless `full` (the user asked for --ensemble)."""
+    from .data import AXIS_TRANSFORMS, transforms_for
     from .kernel_estimate import kernel_transforms
 
     tf = transforms_for(factor)
+    if not full and pixels is not None and pixels > FULL_ENSEMBLE_MAX_PIXELS:
+        tf = tuple(t for t in tf if t in AXIS_TRANSFORMS)
     return tf if kernel is None else tuple(t for t in tf if t in kernel_transforms(kernel))
 
 

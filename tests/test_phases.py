@@ -123,6 +123,59 @@ def test_large_image_intermediate_results_come_from_the_centre_window(monkeypatc
     assert all(t.sampler is None and not t.net._cache for t in trainers)  # pools released as the job goes
 
 
+def _spy_transforms(monkeypatch):
+    import zssr.engine.infer as infer
+
+    seen, real = [], infer.super_resolve
+
+    def spy(net, lr, *a, **k):
+        seen.append((k.get("size"), k.get("transforms")))
+        return real(net, lr, *a, **k)
+
+    monkeypatch.setattr(infer, "super_resolve", spy)
+    return seen
+
+
+def test_a_large_result_gets_four_ensemble_members_unless_ensemble_is_asked(monkeypatch, tmp_path):
+    import zssr.engine.job as job
+    from zssr.engine.io import save_image
+
+    monkeypatch.setattr(job, "FULL_ENSEMBLE_MAX_PIXELS", 60 * 72 - 1)  # the 60x72 result is "large"
+    cfg = TrainConfig.make("fast", iters=8, crop=8, eval_every=0)
+    seen = _spy_transforms(monkeypatch)
+    train_and_upscale(image(30, 36), cfg, back_projection=1)
+    assert seen[-1] == ((60, 72), data.AXIS_TRANSFORMS)   # the last network: 4 members
+    assert len(seen[0][1]) == 8                          # the x1.5 network's smaller result: all 8
+    seen.clear()
+    train_and_upscale(image(30, 36), cfg, back_projection=1, ensemble=True)  # --ensemble: all 8
+    assert [len(t) for _, t in seen] == [8, 8]
+    # the progress bar's plan counts the members run
+    small, full = planned_work(cfg, (30, 36)), planned_work(cfg, (30, 36), ensemble=True)
+    assert full - small == pytest.approx(4 * 60 * 72)
+    src = tmp_path / "in.png"
+    save_image(src, image(30, 36))
+    done = []
+    upscale_file(src, tmp_path / "out.png", cfg, progress=lambda d, t, name: done.append((d, t)))
+    assert done[-1][1] == pytest.approx(small) and done[-1][0] <= small * 1.001
+
+
+def test_a_saved_model_upscales_a_large_result_with_four_members(monkeypatch):
+    import zssr
+    import zssr.engine.job as job
+
+    model = zssr.train(image(24, 28), scale=2, preset="fast", iters=4, crop=8)
+    seen = _spy_transforms(monkeypatch)
+    model.upscale(image(24, 28), back_projection=0)
+    assert seen[-1][1] is None  # 48x56: all 8
+    monkeypatch.setattr(job, "FULL_ENSEMBLE_MAX_PIXELS", 48 * 56 - 1)
+    model.upscale(image(24, 28), back_projection=0)
+    assert seen[-1][1] == data.AXIS_TRANSFORMS
+    model.upscale(image(24, 28), back_projection=0, ensemble=True)
+    assert seen[-1][1] is None
+    model.upscale(image(24, 28), back_projection=0, ensemble=False)
+    assert seen[-1][1] is None
+
+
 @pytest.mark.parametrize("preset", ["zssr", "fast", "seed"])
 def test_progress_reaches_the_planned_work(tmp_path, preset):
     from zssr.engine.io import save_image

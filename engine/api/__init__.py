@@ -176,7 +176,8 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
     steps : upscaling steps (default: zssr and fast at most x2 per step, seed one)
     kernel : a 2-D blur kernel the image was downscaled with, "estimate" (estimate it from
         the image first, see :func:`estimate_kernel`), or None (bicubic)
-    ensemble, back_projection, tile : as the command's options (None: the preset's)
+    ensemble, back_projection, tile : as the command's options (None: the preset's; the
+        default ensemble gives a result above 2 megapixels 4 members, True all 8)
     max_memory : GiB the job may use (None: 3/4 of the machine); refused before any work
         (a UserError with the figures) when it cannot fit, tiled smaller when that helps
     callback : callable(trainer) after every training iteration, or None
@@ -311,9 +312,11 @@ class Model:
         trained for). The loop is the preset's: zssr and fast, per step bicubic up, the
         network, back-projection; seed, the network on the image itself first, then per
         step bicubic up and the network (steps + 1 passes). progress(i, n) after pass i;
-        precision as :func:`upscale`'s."""
-        from .engine.infer import seed_loop, super_resolve
-        from .engine.job import infer_options
+        precision as :func:`upscale`'s. ensemble None: the model's default, which on a
+        result above 2 megapixels (engine.job.FULL_ENSEMBLE_MAX_PIXELS) is the 4 members
+        that keep rows rows; True: all 8."""
+        from .engine.infer import scale_schedule, seed_loop, super_resolve
+        from .engine.job import _ensemble_transforms, infer_options
 
         rgb, alpha, like = _to_float(image)
         if scale is None and size is None:
@@ -325,9 +328,14 @@ class Model:
                 raise _error(f"size must be (height, width), got {size!r}") from None
         ens, bp = infer_options(self.config, ensemble, back_projection)
         loop = seed_loop if self.config.get("recipe") == "pyramid" else super_resolve
+        tf = None
+        if ens and not ensemble:  # the default ensemble: 4 members on a large result (job.FULL_ENSEMBLE_MAX_PIXELS)
+            hw = scale_schedule(rgb.shape[:2], scale=scale, size=size, steps=steps)[-1]
+            tf = _ensemble_transforms(float(self.config.get("scale", 2.0)), None, pixels=hw[0] * hw[1])
+            tf = None if len(tf) == 8 else tf
         with _precision(precision):
             sr = loop(self.net, rgb, scale=scale, size=size, steps=steps, ensemble=ens, back_projection=bp,
-                      tile=tile, progress=progress, max_memory=_budget(max_memory))
+                      tile=tile, progress=progress, max_memory=_budget(max_memory), transforms=tf)
         return _from_float(sr, alpha, like)
 
     def save(self, path, force=False):
