@@ -74,3 +74,19 @@ def test_driver_refuses_unknown_contenders(tmp_path):
     compare = _load("compare_peer")
     with pytest.raises(SystemExit):
         compare.main([str(tmp_path), "--only", "zssr,bogus"])
+
+
+def test_ensemble_members_script_reproduces_the_job_and_scores_each_choice(tmp_path, capsys):
+    """bench/ensemble_members.py: its 8-member re-run of the last network is the job's own
+    result (a small one, which keeps all 8), and every choice of members is scored."""
+    script = _load("ensemble_members")
+    from skimage import data
+
+    iio.imwrite(tmp_path / "a.png", data.chelsea()[100:140, 150:196])  # fur: the members differ
+    script.main([str(tmp_path / "a.png"), "--iters", "60", "--json", str(tmp_path / "r.json")])
+    (row,) = json.loads((tmp_path / "r.json").read_text())
+    assert row["lr"] == [20, 23]
+    assert row["psnr_8"] == row["job"]
+    assert all(np.isfinite(row[f"psnr_{k}"]) and row[f"seconds_{k}"] > 0 for k in ("8", "4", "2"))
+    assert len({row["psnr_8"], row["psnr_4"], row["psnr_2"]}) == 3  # the members change the result
+    assert "8 members" in capsys.readouterr().out
