@@ -126,7 +126,7 @@ def planned_work(cfg, in_hw, steps=None, kernel=None, ensemble=None):
             if cfg.eval_every:
                 work += (n // cfg.eval_every) * min(cur[0], side) * min(cur[1], side)
             out = hw if k == len(plan) - 1 else scale_schedule(win, scale=factor_pair(f))[0]
-            members = len(_ensemble_transforms(f, kernel, pixels=out[0] * out[1], full=bool(ensemble)))
+            members = len(ensemble_transforms(f, kernel, pixels=out[0] * out[1], full=bool(ensemble)))
             work += out[0] * out[1] * (members if ens else 1)
         cur = hw
     return work
@@ -190,7 +190,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
             # whole result's would be); the last network upscales the whole image
             src = cur if last else centre_window(cur)
             size = hw if last else scale_schedule(src.shape[:2], scale=(fy, fx))[0]
-            tf = _ensemble_transforms((fy, fx), kernel, pixels=size[0] * size[1], full=bool(ensemble))
+            tf = ensemble_transforms((fy, fx), kernel, pixels=size[0] * size[1], full=bool(ensemble))
             out = super_resolve(tr.net, src, size=size, ensemble=ens, back_projection=bp, tile=tile, kernel=kernel,
                                 max_memory=max_memory, transforms=tf)
             sources.append((out, f) if src is cur else (out, f, cur.shape[0] * cur.shape[1] / (src.shape[0] * src.shape[1])))
@@ -208,7 +208,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
 FULL_ENSEMBLE_MAX_PIXELS = 2_000_000
 
 
-def _ensemble_transforms(factor, kernel, pixels=None, full=False):
+def ensemble_transforms(factor, kernel, pixels=None, full=False):
     """The self-ensemble's transforms: those of the factor, and with a blur kernel only the
     ones that leave the kernel as it is (a network undoes that kernel, not its rotations);
     for a result of more than FULL_ENSEMBLE_MAX_PIXELS `pixels`, only those of

@@ -316,7 +316,7 @@ class Model:
         result above 2 megapixels (engine.job.FULL_ENSEMBLE_MAX_PIXELS) is the 4 members
         that keep rows rows; True: all 8."""
         from .engine.infer import scale_schedule, seed_loop, super_resolve
-        from .engine.job import _ensemble_transforms, infer_options
+        from .engine.job import ensemble_transforms, infer_options
 
         rgb, alpha, like = _to_float(image)
         if scale is None and size is None:
@@ -331,7 +331,7 @@ class Model:
         tf = None
         if ens and not ensemble:  # the default ensemble: 4 members on a large result (job.FULL_ENSEMBLE_MAX_PIXELS)
             hw = scale_schedule(rgb.shape[:2], scale=scale, size=size, steps=steps)[-1]
-            tf = _ensemble_transforms(float(self.config.get("scale", 2.0)), None, pixels=hw[0] * hw[1])
+            tf = ensemble_transforms(float(self.config.get("scale", 2.0)), None, pixels=hw[0] * hw[1])
             tf = None if len(tf) == 8 else tf
         with _precision(precision):
             sr = loop(self.net, rgb, scale=scale, size=size, steps=steps, ensemble=ens, back_projection=bp,
