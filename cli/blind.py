@@ -54,16 +54,18 @@ def write_kernel_outputs(kernel, save_kernel, plot_kernel, force, protect, title
 
 
 def resolve_for_training(kernel, img, scale, seed, save_kernel, plot_kernel, force, protect):
-    """The kernel array (or None) for one image: estimated when asked, written out when asked."""
-    title = ""
+    """(the kernel array or None, the estimate's jitter or None) for one image: estimated
+    when asked, written out when asked."""
+    title, jitter = "", None
     if isinstance(kernel, str) and kernel == "estimate":
-        kernel, title = estimate_with_bar(img, scale, seed).kernel, "estimated"
+        est = estimate_with_bar(img, scale, seed)
+        kernel, jitter, title = est.kernel, est.jitter(), "estimated"
     elif kernel is not None:
         from zssr.engine.degradation import check_kernel
 
         kernel = check_kernel(kernel, "the blur kernel", img.shape[:2])
     write_kernel_outputs(kernel, save_kernel, plot_kernel, force, protect, title)
-    return kernel
+    return kernel, jitter
 
 
 @app.command()
@@ -132,10 +134,10 @@ def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation,
     def check(name, hw):  # every image's first step, before any work (the job checks each step again)
         check_job(cfg, hw, steps, budget, name)
 
-    def sr_fn(lr_img, kern):
+    def sr_fn(lr_img, kern, jitter=None):
         with _Progress(planned_iterations(cfg, steps, kern), "training") as bar:
             sr, trainers, _ = train_and_upscale(lr_img, cfg, steps=steps, kernel=kern, callback=_bar_callback(bar),
-                                                max_memory=budget)
+                                                max_memory=budget, kernel_jitter=jitter)
         for t in trainers:
             for e in t.events:
                 typer.echo(f"zssr: {e}", err=True)
@@ -151,7 +153,7 @@ def blind_eval(folder, scale, cfg, steps, seed, settings, json_out, degradation,
         def sr_est(lr_img, s):
             est = estimate_kernel(lr_img, s, seed=cfg.seed)
             typer.echo(f"zssr: {est.summary()}", err=True)
-            return sr_fn(lr_img, est.kernel)
+            return sr_fn(lr_img, est.kernel, est.jitter())
 
         result = evaluate_folder(folder, scale, sr_est, check=check)
         typer.echo(format_table(result))

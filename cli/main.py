@@ -198,12 +198,12 @@ def _info_callback(bar):
     return cb
 
 
-def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_interrupt=None):
+def _train(image, cfg, kernel=None, gt=None, resume=None, label="training", on_interrupt=None, kernel_jitter=None):
     """Train with a progress bar. Ctrl-C: stop after the current step, call on_interrupt."""
     from zssr.engine import checkpoint
     from zssr.engine.train import Trainer
 
-    tr = Trainer(image, cfg, kernel=kernel, gt=gt)
+    tr = Trainer(image, cfg, kernel=kernel, gt=gt, kernel_jitter=kernel_jitter)
     if resume is not None:
         net, meta, opt_arrays = checkpoint.load(resume)
         tr.restore(meta, opt_arrays, net)
@@ -326,8 +326,8 @@ def train(
     from .blind import check_kernel_outputs, kernel_option, resolve_for_training
 
     check_kernel_outputs(save_kernel, plot_kernel, force, protect + [output])
-    k = resolve_for_training(kernel_option(kernel), inp.rgb, cfg.scale, cfg.seed, save_kernel, plot_kernel, force,
-                             protect + [output])
+    k, jitter = resolve_for_training(kernel_option(kernel), inp.rgb, cfg.scale, cfg.seed, save_kernel, plot_kernel,
+                                     force, protect + [output])
     g = _load_rgb(gt).rgb if gt else None
 
     def save(tr):
@@ -339,7 +339,7 @@ def train(
         save(tr)
         typer.echo(f"zssr: interrupted at iteration {tr.iteration}; checkpoint saved to {output} (resume with --resume {output})", err=True)
 
-    tr = _train(inp.rgb, cfg, kernel=k, gt=g, resume=resume, on_interrupt=interrupted)
+    tr = _train(inp.rgb, cfg, kernel=k, gt=g, resume=resume, on_interrupt=interrupted, kernel_jitter=jitter)
     save(tr)
     if plot:
         from zssr.engine.plots import loss_plot
@@ -483,9 +483,10 @@ def upscale(
     check_kernel_outputs(save_kernel, plot_kernel, force, [input, output])
     from zssr.engine.job import default_steps, upscale_file
 
+    jitter = None
     if k is not None:
-        k = resolve_for_training(k, _load_rgb(input).rgb, cfg.scale ** (1.0 / (steps or default_steps(cfg))), cfg.seed,
-                                 save_kernel, plot_kernel, force, [input, output])
+        k, jitter = resolve_for_training(k, _load_rgb(input).rgb, cfg.scale ** (1.0 / (steps or default_steps(cfg))),
+                                         cfg.seed, save_kernel, plot_kernel, force, [input, output])
 
     with _Progress(None, "starting", percent=True) as bar:
         # one bar over the whole job (training and inference, planned_work units), the phase as its label
@@ -495,7 +496,7 @@ def upscale(
 
         r = upscale_file(input, output, cfg, kernel=k, steps=steps, ensemble=ensemble, back_projection=back_projection,
                          tile=tile, save_model=save_model, compare=compare, force=force, callback=_info_callback(bar),
-                         max_memory=parse_max_memory(max_memory), progress=on_work)
+                         max_memory=parse_max_memory(max_memory), progress=on_work, kernel_jitter=jitter)
     for e in r["events"]:
         typer.echo(f"zssr: {e}", err=True)
     typer.echo(f"wrote {output} ({r['shape'][0]}x{r['shape'][1]}); trained {r['iterations']} iterations "

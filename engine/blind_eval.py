@@ -49,7 +49,8 @@ def degraded_pair(hr, scale, seed, noise=0.0):
 
 def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, noise=0.0, check=None):
     """Run the experiment on a folder (module docstring). sr_fn(lr, kernel) -> sr (kernel
-    None: the bicubic assumption). Returns {"rows": [...], "mean": {...}, "settings": [...]}.
+    None: the bicubic assumption); for the estimate sr_fn(lr, kernel, jitter), jitter the
+    estimate's (`KernelEstimate.jitter()`, None when judged bicubic) for training. Returns {"rows": [...], "mean": {...}, "settings": [...]}.
     Each row: name, h, w, seed, the true kernel's k_sigma1/k_sigma2/k_theta, per setting
     `{setting}_psnr`, `{setting}_ssim`, `{setting}_seconds` (super-resolution alone); with estimate also
     estimation_seconds, kernel_l2, kernel_psnr, estimate_bicubic (the estimate judged the image
@@ -82,9 +83,9 @@ def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, n
                 row.update(estimation_seconds=est.seconds, estimate_bicubic=est.bicubic, kernel_l2=err["l2"],
                            kernel_psnr=err["psnr"], est_sigma1=est.sigma1, est_sigma2=est.sigma2,
                            est_theta=est.theta)
-                kern = est.kernel
+                kern, jitter = est.kernel, est.jitter()
             t0 = time.perf_counter()
-            sr = np.asarray(sr_fn(lr, kern))
+            sr = np.asarray(sr_fn(lr, kern, jitter) if setting == "estimate" else sr_fn(lr, kern))
             row[f"{setting}_seconds"] = time.perf_counter() - t0
             if sr.shape != hr.shape:
                 raise UserError(f"{path.name}: the method returned {sr.shape}, expected {hr.shape}")

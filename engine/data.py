@@ -206,11 +206,15 @@ class CropSampler:
     `source_levels` (the anisotropic chain, whose results have other aspect ratios): the
     pool is instead the image's copies up to its own size plus, of every source, copies at
     these fractions of the source's size; the sources' factors are then not used.
-    `scale` may be (sy, sx) (see the module's docstring)."""
+    `scale` may be (sy, sx) (see the module's docstring).
+
+    `kernel_jitter` (an estimated kernel, `degradation.GaussianJitter`): each son is made
+    with a kernel drawn around the estimate instead of `kernel` itself."""
 
     def __init__(self, img, scale, crop=128, kernel=None, noise=0.0, min_scale=MIN_SCALE, sources=(),
-                 source_levels=None):
+                 source_levels=None, kernel_jitter=None):
         self.scale, self.crop, self.kernel, self.noise = scale, crop, kernel, noise
+        self.kernel_jitter = kernel_jitter
         self.transforms = transforms_for(scale)
         smallest = 2 * max(factor_pair(scale))
         h, w = img.shape[:2]
@@ -245,4 +249,5 @@ class CropSampler:
         x0 = int(rng.integers(0, w - cw + 1))
         k = self.transforms[int(rng.integers(0, len(self.transforms)))]
         sharp = np.ascontiguousarray(dihedral(father[y0:y0 + ch, x0:x0 + cw], k))
-        return degrade(sharp, self.scale, self.kernel, self.noise, rng), sharp
+        kernel = self.kernel if self.kernel_jitter is None else self.kernel_jitter.draw(rng)
+        return degrade(sharp, self.scale, kernel, self.noise, rng), sharp

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,26 @@ def gaussian_kernel(sigma1, sigma2, theta, size):
     rot = np.array([[c, -s], [s, c]])  # columns: the two axes, in (x, y)
     cov = rot @ np.diag([sigma1 ** 2, sigma2 ** 2]) @ rot.T
     return gaussian_from_cov(cov, size)
+
+
+@dataclass(frozen=True)
+class GaussianJitter:
+    """Gaussians around an estimated one, for training (`--kernel estimate`): each draw
+    multiplies sigma1 and sigma2 by exp(u), u uniform in [-spread, spread] (each its own),
+    and turns the angle by a uniform amount in [-angle, angle] radians, on the same
+    size x size grid. A network trained on pairs made with such draws undoes a blur about
+    that wide rather than exactly that one (kernel_estimate.JITTER_SPREAD: why)."""
+    sigma1: float
+    sigma2: float
+    theta: float
+    size: int
+    spread: float
+    angle: float
+
+    def draw(self, rng):
+        u1, u2 = rng.uniform(-self.spread, self.spread, 2)
+        v = rng.uniform(-self.angle, self.angle)
+        return gaussian_kernel(self.sigma1 * math.exp(u1), self.sigma2 * math.exp(u2), self.theta + v, self.size)
 
 
 def gaussian_from_cov(cov, size):

@@ -133,7 +133,7 @@ def planned_work(cfg, in_hw, steps=None, kernel=None, ensemble=None):
 
 
 def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_projection=None, tile=None,
-                      max_memory=None, callback=None):
+                      max_memory=None, callback=None, kernel_jitter=None):
     """Train on `img` and upscale it by cfg.scale in `steps` equal factors. Returns
     (sr, trainers, base), base being the image the first network learned from.
 
@@ -145,7 +145,8 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
     ones with the four-transform ensemble, see `data.CropSampler` for the pool). seed
     preset (pyramid): one network, trained at cfg.scale's step factor, applied to the
     image itself first, then again at every step (the seed's loop "sharpen, then upscale
-    and sharpen until the wanted size", `infer.seed_loop`)."""
+    and sharpen until the wanted size", `infer.seed_loop`). kernel_jitter: training draws
+    its kernels around an estimated `kernel` (`KernelEstimate.jitter`, see Trainer)."""
     from dataclasses import replace
 
     from .data import centre_window, factor_pair, shrink_to
@@ -179,7 +180,7 @@ def train_and_upscale(img, cfg, steps=None, kernel=None, ensemble=None, back_pro
             fy, fx = factor_pair(f)
             with phase("train: preparing"):
                 tr = Trainer(cur, replace(cfg, scale=max(fy, fx), iters=n, time_budget=budget), kernel=kernel,
-                             sources=sources, start=net, factor=(fy, fx))
+                             sources=sources, start=net, factor=(fy, fx), kernel_jitter=kernel_jitter)
             tr.offset = sum(t.iteration for t in trainers)
             tr.run(callback)
             tr.release()  # its pool of fathers and training buffers, before the inference's (the weights stay)
@@ -240,7 +241,8 @@ def resolve_kernel(img, kernel, cfg, steps=None):
 
 
 def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_projection=None, tile=None,
-                 save_model=None, compare=None, force=False, callback=None, max_memory=None, progress=None):
+                 save_model=None, compare=None, force=False, callback=None, max_memory=None, progress=None,
+                 kernel_jitter=None):
     """Train on the image at `src` with the TrainConfig `cfg`, upscale it by cfg.scale (in
     `steps`, see `train_and_upscale`), and write the result to `dst` (atomically, never
     over `src`). Returns a summary dict; `save_model` saves the last step's network.
@@ -249,7 +251,9 @@ def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_pro
     whenever work is done, training or inference, in `planned_work` units (progress bars).
     The summary's "phases" are the seconds spent in each phase (engine.phases).
     max_memory (bytes, or None: no check): refuse before any work when training would not
-    fit, and tile the upscaling smaller when it would not (engine.memory)."""
+    fit, and tile the upscaling smaller when it would not (engine.memory). kernel "estimate"
+    is estimated here and trained with its jitter; an estimate made by the caller comes
+    with its `kernel_jitter` (`KernelEstimate.jitter()`)."""
     from . import checkpoint
     from .io import check_writable, load_image
 
@@ -266,10 +270,12 @@ def upscale_file(src, dst, cfg, kernel=None, steps=None, ensemble=None, back_pro
             inp = load_image(src)
         with phase("kernel estimate"):
             kernel, est = resolve_kernel(inp.rgb, kernel, cfg, steps)  # --kernel estimate
+            if est is not None:
+                kernel_jitter = est.jitter()
         plan["total"] = planned_work(cfg, inp.rgb.shape[:2], steps, kernel, ensemble)
         sr, trainers, base = train_and_upscale(inp.rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
                                                back_projection=back_projection, tile=tile, max_memory=max_memory,
-                                               callback=callback)
+                                               callback=callback, kernel_jitter=kernel_jitter)
         tr = trainers[-1]
         with phase("write"):
             save_result(dst, sr, inp, force=force, protect=[src])

@@ -144,11 +144,13 @@ def image_digest(img):
 class Trainer:
     """Trains a Network on one image. `run()` until done; `state()` for a checkpoint."""
 
-    def __init__(self, img, cfg, kernel=None, gt=None, sources=(), start=None, factor=None):
+    def __init__(self, img, cfg, kernel=None, gt=None, sources=(), start=None, factor=None, kernel_jitter=None):
         """sources: earlier results of upscaling `img` as (image, factor) pairs, learnt from
         too (gradual super-resolution); start: a Network whose weights to start from;
         factor: (sy, sx) to learn instead of cfg.scale on both axes (the anisotropic chain;
-        with cfg.anisotropic the sources are pooled by `data.SOURCE_LEVELS`)."""
+        with cfg.anisotropic the sources are pooled by `data.SOURCE_LEVELS`); kernel_jitter:
+        draw each random crop's kernel around an estimated `kernel` (`KernelEstimate.jitter`;
+        the crops recipes only, the seed preset's pyramid keeps `kernel`)."""
         from . import warm
 
         warm.start()  # a first run on this machine: half of the kernels compile in a child (warm.py)
@@ -170,7 +172,8 @@ class Trainer:
             self.sampler = None
         else:
             self.sampler = CropSampler(self.img, self.factor, crop=cfg.crop, kernel=kernel, noise=cfg.noise,
-                                       sources=sources, source_levels=SOURCE_LEVELS if cfg.anisotropic else None)
+                                       sources=sources, source_levels=SOURCE_LEVELS if cfg.anisotropic else None,
+                                       kernel_jitter=kernel_jitter if kernel is not None else None)
             self.total = cfg.iters
             self.pyramid = None
         # the reconstruction error is measured on the image, or on its centre window when it is

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import write_png
-from zssr.engine.degradation import (check_kernel, degrade_image, describe, gaussian_kernel, kernel_error,
-                                     parse_kernel_spec, protocol_kernel)
+from zssr.engine.degradation import (GaussianJitter, check_kernel, degrade_image, describe, gaussian_kernel,
+                                     kernel_error, parse_kernel_spec, protocol_kernel)
 from zssr.engine.errors import UserError
-from zssr.engine.kernel_estimate import bicubic_kernel, estimate_kernel, kernel_transforms
+from zssr.engine.kernel_estimate import JITTER_ANGLE, JITTER_SPREAD, bicubic_kernel, estimate_kernel, kernel_transforms
 from zssr.engine.kernels.resize import resize
 
 FAST = ["--iters", "4", "--crop", "24", "--preset", "fast"]
@@ -327,3 +327,108 @@ def test_the_api_warns_where_the_command_cautions():
         sr = zssr.upscale(_bicubic_grass(), scale=2, kernel="estimate", preset="fast", iters=2, crop=24)
     assert sr.shape == (256, 256, 3)
     assert zssr.estimate_kernel(_bicubic_grass(), 2).uncertain
+
+
+# --------------------------------------------------------------------------- training around the estimate
+
+
+def test_jitter_draws_gaussians_around_the_estimate():
+    j = GaussianJitter(1.2, 0.8, 0.5, 13, 0.15, 0.2)
+    draws = [j.draw(np.random.default_rng(0)) for _ in range(2)]
+    np.testing.assert_array_equal(draws[0], draws[1])  # reproducible for a seed
+    rng = np.random.default_rng(1)
+    seen = []
+    for _ in range(40):
+        k = j.draw(rng)
+        assert k.shape == (13, 13) and abs(k.sum() - 1) < 1e-9 and k.min() >= 0
+        d = describe(k)
+        # moments on the grid: a truncated Gaussian's are a little narrower than its sigmas
+        assert 1.2 * math.exp(-0.15) * 0.97 < d["sigma1"] < 1.2 * math.exp(0.15) * 1.01
+        assert 0.8 * math.exp(-0.15) * 0.97 < d["sigma2"] < 0.8 * math.exp(0.15) * 1.01
+        assert abs((d["theta"] - 0.5 + math.pi / 2) % math.pi - math.pi / 2) < 0.2 + 0.02
+        seen.append(d["sigma1"])
+    assert max(seen) - min(seen) > 0.2 * 1.2  # they do spread
+    still = GaussianJitter(1.2, 0.8, 0.5, 13, 0.0, 0.0).draw(np.random.default_rng(2))
+    np.testing.assert_array_equal(still, gaussian_kernel(1.2, 0.8, 0.5, 13))
+
+
+def test_an_estimate_gives_its_jitter_a_bicubic_one_none():
+    est = estimate_kernel(u8(degrade_image(scene(192), 2, gaussian_kernel(2.2, 0.7, 1.2, 13))), 2)
+    j = est.jitter()
+    assert (j.sigma1, j.sigma2, j.theta, j.size) == (est.sigma1, est.sigma2, est.theta, 13)
+    assert (j.spread, j.angle) == (JITTER_SPREAD, JITTER_ANGLE)
+    assert estimate_kernel(u8(resize(scene(192), 0.5)), 2).jitter() is None
+
+
+class _FixedDraw:
+    """A jitter that returns one kernel and counts its draws, leaving the rng alone."""
+
+    def __init__(self, kernel):
+        self.kernel, self.calls = kernel, 0
+
+    def draw(self, rng):
+        self.calls += 1
+        return self.kernel
+
+
+def test_the_sampler_makes_each_son_with_a_drawn_kernel():
+    from zssr.engine.data import CropSampler
+
+    img, k = scene(64), gaussian_kernel(1.5, 1.0, 0.3, 13)
+    plain = CropSampler(img, 2.0, crop=24, kernel=k)
+    same = _FixedDraw(k)
+    drawn = CropSampler(img, 2.0, crop=24, kernel=k, kernel_jitter=same)
+    other = CropSampler(img, 2.0, crop=24, kernel=k, kernel_jitter=_FixedDraw(gaussian_kernel(0.6, 0.6, 0.0, 13)))
+    r1, r2, r3 = (np.random.default_rng(5) for _ in range(3))
+    for _ in range(3):
+        (a, sa), (b, sb), (c, sc) = plain.sample(r1), drawn.sample(r2), other.sample(r3)
+        np.testing.assert_array_equal(sa, sb)
+        np.testing.assert_array_equal(sa, sc)  # the same crops: only the son's kernel differs
+        np.testing.assert_array_equal(a, b)
+        assert np.abs(a - c).max() > 0.01
+    assert same.calls == 3
+
+
+def test_training_with_an_estimate_draws_around_it_a_known_kernel_does_not():
+    """`--kernel estimate` through the API and the command trains on the estimate's jitter;
+    a kernel given by the user is used as it is."""
+    import zssr
+
+    lr = u8(degrade_image(scene(96, seed=2), 2, gaussian_kernel(2.5, 1.5, 1.0, 13)))
+    est = estimate_kernel(lr, 2)
+    seen = []
+    zssr.upscale(lr, scale=2, kernel="estimate", preset="fast", iters=2, crop=24,
+                 callback=lambda t: seen.append(t.sampler.kernel_jitter))
+    assert seen and all(j == est.jitter() for j in seen)
+    seen.clear()
+    zssr.train(lr, scale=2, kernel="estimate", preset="fast", iters=2, crop=24,
+               callback=lambda t: seen.append(t.sampler.kernel_jitter))
+    assert seen and all(j == est.jitter() for j in seen)
+    seen.clear()
+    zssr.upscale(lr, scale=2, kernel=est.gaussian, preset="fast", iters=2, crop=24,
+                 callback=lambda t: seen.append(t.sampler.kernel_jitter))
+    assert seen == [None, None]
+
+
+def test_the_command_trains_around_the_estimate(run_cli, photo, tmp_path, monkeypatch):
+    from zssr.engine import data
+    from zssr.engine.io import load_image
+
+    lr = tmp_path / "lr.png"
+    assert run_cli("degrade", photo, "-o", lr, "--kernel", "gaussian:2.5,1.5,1.0")[0] == 0
+    seen = []
+    sample = data.CropSampler.sample
+    monkeypatch.setattr(data.CropSampler, "sample", lambda self, rng: seen.append(self.kernel_jitter) or sample(self, rng))
+    want = estimate_kernel(load_image(lr).rgb, 2).jitter()
+    assert want is not None
+    for cmd in ("upscale", "train"):
+        seen.clear()
+        code, out, err = run_cli(cmd, lr, "-o", tmp_path / f"{cmd}.{'png' if cmd == 'upscale' else 'npz'}", *FAST,
+                                 "--kernel", "estimate")
+        assert code == 0, err
+        assert len(seen) == 4 and all(j == want for j in seen), (cmd, seen)
+    seen.clear()
+    k = tmp_path / "k.npy"
+    np.save(k, gaussian_kernel(2.5, 1.5, 1.0, 13))
+    assert run_cli("upscale", lr, "-o", tmp_path / "known.png", *FAST, "--kernel", k)[0] == 0
+    assert len(seen) == 4 and seen == [None] * 4

@@ -139,7 +139,7 @@ class _precision:
 def _kernel(kernel, rgb, cfg, steps):
     """`kernel` of upscale/train as the job takes it (job.resolve_kernel): None (bicubic),
     "estimate" (estimated from rgb at the step's factor; None when it looks bicubic) or a
-    2-D array (checked, normalised)."""
+    2-D array (checked, normalised); and the estimate's jitter for training (else None)."""
     from .engine.job import resolve_kernel
 
     if isinstance(kernel, str) and kernel != "estimate":
@@ -151,7 +151,7 @@ def _kernel(kernel, rgb, cfg, steps):
         import warnings
 
         warnings.warn(f"zssr: {est.caution()}", UserWarning, stacklevel=3)
-    return k
+    return k, (est.jitter() if est is not None else None)
 
 
 def _budget(max_memory):
@@ -198,11 +198,11 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
     cfg = _config(preset, scale, options)
     if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 1):
         raise _error(f"steps must be an integer >= 1, got {steps!r}")
-    kernel = _kernel(kernel, rgb, cfg, steps)
+    kernel, jitter = _kernel(kernel, rgb, cfg, steps)
     with _precision(precision):
         sr, _, _ = train_and_upscale(rgb, cfg, steps=steps, kernel=kernel, ensemble=ensemble,
                                      back_projection=back_projection, tile=tile, max_memory=_budget(max_memory),
-                                     callback=callback)
+                                     callback=callback, kernel_jitter=jitter)
     return _from_float(sr, alpha, like)
 
 
@@ -220,9 +220,9 @@ def train(image, scale=2, preset="zssr", *, kernel=None, gt=None, resume=None, m
 
     rgb, _, _ = _to_float(image)
     cfg = _config(preset, scale, options)
-    kernel = _kernel(kernel, rgb, cfg, 1)  # one network, one jump to the scale
+    kernel, jitter = _kernel(kernel, rgb, cfg, 1)  # one network, one jump to the scale
     check_training(cfg, rgb.shape[:2], _budget(max_memory))
-    tr = Trainer(rgb, cfg, kernel=kernel, gt=None if gt is None else _to_float(gt, "gt")[0])
+    tr = Trainer(rgb, cfg, kernel=kernel, gt=None if gt is None else _to_float(gt, "gt")[0], kernel_jitter=jitter)
     if resume is not None:
         net, meta, opt_arrays = checkpoint.load(resume)
         tr.restore(meta, opt_arrays, net)
