@@ -68,7 +68,7 @@ Loss = Annotated[Optional[str], typer.Option(help="l1, mse, or sse (the seed's 1
 Bias = Annotated[Optional[bool], typer.Option("--bias/--no-bias", help="Biases in the convolutions (zssr: none).")]
 Crop = Annotated[Optional[int], typer.Option(help="Training crop size in pixels (zssr recipe).")]
 MaxSide = Annotated[Optional[int], typer.Option("--max-side", help="Shrink the input so its longer side is at most this (seed: 500).")]
-KernelOpt = Annotated[Optional[Path], typer.Option("--kernel", help="Known blur kernel (.npy, or .mat with variable Kernel) used to make training pairs (and back-projection), or 'estimate': estimate it from the image first.")]
+KernelOpt = Annotated[Optional[Path], typer.Option("--kernel", help="Known blur kernel (.npy, or .mat with variable Kernel) used to make training pairs (and back-projection), or 'estimate': estimate it from the image first (bicubic if it looks so; else training draws Gaussians around the estimate, its sigmas within +-15%).")]
 SaveKernel = Annotated[Optional[Path], typer.Option("--save-kernel", help="Also save the kernel used (e.g. the estimated one) as .npy.")]
 PlotKernel = Annotated[Optional[Path], typer.Option("--plot-kernel", help="Also draw the kernel used as a PNG.")]
 Noise = Annotated[Optional[float], typer.Option(help="Std of Gaussian noise added to the training sons (for real photos, e.g. 0.01).")]

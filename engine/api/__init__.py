@@ -175,7 +175,8 @@ def upscale(image, scale=2, preset="zssr", *, steps=None, kernel=None, ensemble=
         the time) or 'seed' (the course report's method)
     steps : upscaling steps (default: zssr and fast at most x2 per step, seed one)
     kernel : a 2-D blur kernel the image was downscaled with, "estimate" (estimate it from
-        the image first, see :func:`estimate_kernel`), or None (bicubic)
+        the image first, see :func:`estimate_kernel`; training then draws its kernels
+        around the estimate, `KernelEstimate.jitter`), or None (bicubic)
     ensemble, back_projection, tile : as the command's options (None: the preset's; the
         default ensemble gives a result above 2 megapixels 4 members, True all 8)
     max_memory : GiB the job may use (None: 3/4 of the machine); refused before any work
