@@ -48,9 +48,9 @@ def degraded_pair(hr, scale, seed, noise=0.0):
 
 
 def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, noise=0.0, check=None):
-    """Run the experiment on a folder (module docstring). sr_fn(lr, kernel) -> sr (kernel
-    None: the bicubic assumption); for the estimate sr_fn(lr, kernel, jitter), jitter the
-    estimate's (`KernelEstimate.jitter()`, None when judged bicubic) for training. Returns {"rows": [...], "mean": {...}, "settings": [...]}.
+    """Run the experiment on a folder (module docstring). sr_fn(lr, kernel, jitter) -> sr
+    (kernel None: the bicubic assumption; jitter: the estimate's `KernelEstimate.jitter()`
+    for training, else None). Returns {"rows": [...], "mean": {...}, "settings": [...]}.
     Each row: name, h, w, seed, the true kernel's k_sigma1/k_sigma2/k_theta, per setting
     `{setting}_psnr`, `{setting}_ssim`, `{setting}_seconds` (super-resolution alone); with estimate also
     estimation_seconds, kernel_l2, kernel_psnr, estimate_bicubic (the estimate judged the image
@@ -74,7 +74,7 @@ def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, n
         row = dict(name=path.name, h=int(hr.shape[0]), w=int(hr.shape[1]), seed=seed + i,
                    k_sigma1=params["sigma1"], k_sigma2=params["sigma2"], k_theta=params["theta"])
         for setting in settings:
-            kern = None
+            kern = jitter = None
             if setting == "true":
                 kern = k
             elif setting == "estimate":
@@ -85,7 +85,7 @@ def evaluate_blind(folder, scale, seed, sr_fn, settings=SETTINGS, on_row=None, n
                            est_theta=est.theta)
                 kern, jitter = est.kernel, est.jitter()
             t0 = time.perf_counter()
-            sr = np.asarray(sr_fn(lr, kern, jitter) if setting == "estimate" else sr_fn(lr, kern))
+            sr = np.asarray(sr_fn(lr, kern, jitter))
             row[f"{setting}_seconds"] = time.perf_counter() - t0
             if sr.shape != hr.shape:
                 raise UserError(f"{path.name}: the method returned {sr.shape}, expected {hr.shape}")
