@@ -70,25 +70,22 @@ def pretrain(out, iters, seed):
 
 
 def images(paths):
-    from zssr.engine.io import load_image
+    """(name, RGB) of each image given, or of each image in a folder given (io.list_images)."""
+    from zssr.engine.io import list_images, load_image
 
     for p in paths:
-        files = sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(".png")) if os.path.isdir(p) else [p]
-        for f in files:
+        for f in list_images(p) if os.path.isdir(p) else [p]:
             yield os.path.splitext(os.path.basename(f))[0], load_image(f).rgb
 
 
-def run_job(lr, cfg, start):
-    """The preset's job, its first network starting from `start` (a Network) when given."""
+def run_job(lr, cfg, first):
+    """The preset's job, its first network starting from `first` (a Network) when given
+    (Trainer's own `start` is how every later network starts from the one before)."""
     orig = train.Trainer.__init__
 
     def init(self, img, c, *a, start=None, **k):
-        orig(self, img, c, *a, start=start, **k)
-        if start is None and first is not None:
-            for p, q in zip(self.net.params, first.params):
-                p[...] = q
+        orig(self, img, c, *a, start=start if start is not None else first, **k)
 
-    first = start
     train.Trainer.__init__ = init
     try:
         return job.train_and_upscale(lr, cfg)[0]
@@ -98,10 +95,10 @@ def run_job(lr, cfg, start):
 
 def compare(weights, paths, preset, budgets, seed, out_json):
     start, _, _ = checkpoint.load(weights)
+    runs = [("random", budgets[0])] + [("pretrained", n) for n in budgets]
     rows = []
     for name, hr in images(paths):
         hr, lr = evaluate.make_lr(hr, 2)
-        runs = [("random", budgets[0])] + [("pretrained", n) for n in budgets]
         for how, n in runs:
             cfg = train.TrainConfig.make(preset, iters=n, seed=seed)
             t = time.time()
@@ -110,7 +107,7 @@ def compare(weights, paths, preset, budgets, seed, out_json):
             p = metrics.evaluate_pair(metrics.quantize(sr), hr, 2)["psnr"]
             rows.append({"image": name, "start": how, "iters": n, "psnr": p, "seconds": dt})
             print(f"{name:12s} {how:10s} {n:5d} iterations  {p:.3f} dB  {dt:.0f} s", flush=True)
-    for how, n in [("random", budgets[0])] + [("pretrained", n) for n in budgets]:
+    for how, n in runs:
         sel = [r for r in rows if r["start"] == how and r["iters"] == n]
         print(f"mean  {how:10s} {n:5d} iterations  {np.mean([r['psnr'] for r in sel]):.3f} dB  "
               f"{np.mean([r['seconds'] for r in sel]):.0f} s per image")
